@@ -1,0 +1,53 @@
+/* conf.h: the configuration, one table of keys (see conf.c). */
+#ifndef MAILSLOT_CONF_H
+#define MAILSLOT_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum line_endings {
+	LE_AUTO,	/* crlf on a socket, lf otherwise */
+	LE_CRLF,	/* data ends only at CRLF "." CRLF */
+	LE_STRICT,	/* crlf, and any bare CR or LF fails the message (554) */
+	LE_LF,		/* a bare LF ends lines, and LF "." LF ends the data */
+};
+
+struct config {
+	char		*hostname;
+	char		*maildir;
+	uint64_t	 max_message_size;
+	uint64_t	 min_free_space;
+	long long	 max_recipients;
+	long long	 command_timeout;
+	long long	 data_timeout;
+	long long	 max_errors;
+	bool		 vrfy;
+	bool		 expn;
+	bool		 terminal_delivery;
+	bool		 accept_mail;
+	int		 line_endings;	/* enum line_endings */
+};
+
+#define CONF_DEFAULT_FILE "/etc/mailslot/mailslot.conf"
+
+/* Fill every key with its default. */
+void conf_defaults(struct config *);
+
+/*
+ * Read a configuration file.  Problems are printed to `err` (one line each,
+ * naming file:line and the key) and counted; the return value is that count.
+ * `must_exist` false makes a missing file silently acceptable.
+ */
+int conf_load_file(struct config *, const char *path, bool must_exist, FILE *err);
+
+/* Apply one "KEY=VALUE" override from -o; returns 0 or 1 problem. */
+int conf_override(struct config *, const char *kv, FILE *err);
+
+/* Fill the values that depend on the environment (hostname, maildir). */
+int conf_finish(struct config *, FILE *err);
+
+/* Print every key with its current value, as a file conf_load_file reads. */
+void conf_dump(const struct config *, FILE *out);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * log.c: where the log goes.  Under systemd (INVOCATION_ID or JOURNAL_STREAM
+ * in the environment) lines go to the journal with structured fields; by
+ * hand, to stderr; everywhere else to syslog(LOG_MAIL).  inetd and xinetd
+ * hand the client's socket over as fd 2 too, so stderr is used only when it
+ * is open and is not the same file as fd 0 or fd 1: a log line must never
+ * reach the client.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <vis.h>
+
+#include "log.h"
+#include "sd.h"
+
+static enum log_target target = LOG_TO_STDERR;
+static char session[32] = "-";
+
+static bool
+same_file(int a, int b)
+{
+	struct stat sa, sb;
+
+	if (fstat(a, &sa) == -1 || fstat(b, &sb) == -1)
+		return false;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+enum log_target
+log_open(void)
+{
+	if (getenv("INVOCATION_ID") != NULL || getenv("JOURNAL_STREAM") != NULL)
+		target = LOG_TO_JOURNAL;
+	else if (fcntl(2, F_GETFD) != -1 && !same_file(2, 0) && !same_file(2, 1))
+		target = LOG_TO_STDERR;
+	else
+		target = LOG_TO_SYSLOG;
+	if (target == LOG_TO_SYSLOG)
+		openlog("mailslot", LOG_PID, LOG_MAIL);
+	return target;
+}
+
+void
+log_session(const char *id)
+{
+	strlcpy(session, id, sizeof(session));
+}
+
+void
+log_msg(int prio, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	int saved = errno;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+
+	switch (target) {
+	case LOG_TO_JOURNAL:
+		if (sd_journal_line(prio, session, line))
+			break;
+		target = LOG_TO_SYSLOG;
+		openlog("mailslot", LOG_PID, LOG_MAIL);
+		/* FALLTHROUGH */
+	case LOG_TO_SYSLOG:
+		syslog(prio, "session=%s %s", session, line);
+		break;
+	case LOG_TO_STDERR:
+		dprintf(2, "mailslot[%ld]: session=%s %s\n", (long)getpid(),
+		    session, line);
+		break;
+	}
+	errno = saved;
+}
+
+char *
+log_esc(char *dst, size_t dstsize, const char *src, size_t len)
+{
+	/*
+	 * strnvisx: the source may hold NUL bytes, and is counted, not
+	 * terminated.  An octet becomes at most four ("\\ooo"), so cutting
+	 * the source to a quarter of the room makes the result always fit.
+	 */
+	if (dstsize == 0)
+		return dst;
+	if (len > (dstsize - 1) / 4)
+		len = (dstsize - 1) / 4;
+	if (strnvisx(dst, dstsize, src, len, VIS_CSTYLE | VIS_OCTAL | VIS_NL |
+	    VIS_TAB | VIS_DQ) == -1)
+		dst[0] = '\0';
+	return dst;
+}

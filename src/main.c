@@ -1,0 +1,221 @@
+/*
+ * main.c: arguments, configuration, logging, the peer, then one session.
+ *
+ * Exit codes, as qmail and skarnet use them: 0 the session ran (whatever
+ * its end), 100 a permanent problem (bad configuration or usage), 111 a
+ * temporary one (the Maildir could not be opened).
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "conf.h"
+#include "io.h"
+#include "log.h"
+#include "maildir.h"
+#include "sd.h"
+#include "smtp.h"
+
+#define EXIT_PERM	100
+#define EXIT_TEMP	111
+
+#ifndef VERSION
+#define VERSION "0.1"
+#endif
+
+static const char usage[] =
+    "usage: mailslot [-t] [-V] [-f file] [-o key=value]... [--help]\n";
+
+static const char help[] =
+    "mailslot: an SMTP server for one connection, on stdin/stdout (inetd,\n"
+    "xinetd, tcpserver, systemd Accept=yes), delivering into a Maildir.\n"
+    "\n"
+    "  -f file        configuration file (default " CONF_DEFAULT_FILE ", if present)\n"
+    "  -o key=value   set one key, after the file; may be repeated\n"
+    "  -t             check the configuration, print it, and exit (0 good, 100 bad)\n"
+    "  -V             print the version and exit\n"
+    "  --help         this text\n"
+    "\n"
+    "Keys: hostname, maildir, max_message_size, max_recipients, command_timeout,\n"
+    "data_timeout, max_errors, min_free_space, vrfy, expn, terminal_delivery,\n"
+    "accept_mail, line_endings.  See mailslot(8) and mailslot.conf(5).\n";
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	io_terminate = 1;
+}
+
+static void
+signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;	/* no SA_RESTART: a wait must end with EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;	/* a closed client is an EPIPE, not a death */
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* The peer: the socket itself, else what the launcher says, else unknown. */
+static void
+find_peer(int fd, struct peer *p)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	const char *env;
+	char buf[INET6_ADDRSTRLEN];
+	unsigned char bin[sizeof(struct in6_addr)];
+
+	memset(p, 0, sizeof(*p));
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+			strlcpy(p->ip, buf, sizeof(p->ip));
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+			if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+				inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf, sizeof(buf));
+				strlcpy(p->ip, buf, sizeof(p->ip));
+			} else {
+				inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
+				snprintf(p->ip, sizeof(p->ip), "IPv6:%s", buf);
+			}
+		}
+	}
+	if (p->ip[0] == '\0' && ((env = getenv("TCPREMOTEIP")) != NULL ||
+	    (env = getenv("REMOTE_ADDR")) != NULL)) {
+		if (inet_pton(AF_INET, env, bin) == 1)
+			strlcpy(p->ip, env, sizeof(p->ip));
+		else if (inet_pton(AF_INET6, env, bin) == 1)
+			snprintf(p->ip, sizeof(p->ip), "IPv6:%s", env);
+	}
+	/* A name the launcher looked up; mailslot itself does no DNS. */
+	if ((env = getenv("TCPREMOTEHOST")) != NULL && addr_domain_ok(env, strlen(env)))
+		strlcpy(p->host, env, sizeof(p->host));
+}
+
+static bool
+is_socket(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* Hand configuration problems to the log, line by line. */
+static void
+log_problems(char *text)
+{
+	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n"))
+		log_msg(LOG_ERR, "event=config problem=\"%s\"", line);
+}
+
+int
+main(int argc, char *argv[], char *envp[])
+{
+	struct config conf;
+	struct maildir md;
+	struct peer peer;
+	const char *file = NULL;
+	char *problems_text = NULL;
+	size_t problems_len = 0;
+	FILE *problems;
+	int ch, nproblems = 0, rfd = 0, wfd = 1, code;
+	bool check = false;
+	enum line_endings le;
+	static struct io io;
+
+	setproctitle_init(argc, argv, envp);
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0) {
+			fputs(usage, stdout);
+			fputs(help, stdout);
+			return 0;
+		}
+
+	if ((problems = open_memstream(&problems_text, &problems_len)) == NULL)
+		return EXIT_TEMP;
+	conf_defaults(&conf);
+	while ((ch = getopt(argc, argv, "f:o:tV")) != -1) {
+		switch (ch) {
+		case 'f':
+			file = optarg;
+			break;
+		case 'o':
+			break;	/* applied after the file, below */
+		case 't':
+			check = true;
+			break;
+		case 'V':
+			printf("mailslot %s\n", VERSION);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return EXIT_PERM;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage, stderr);
+		return EXIT_PERM;
+	}
+	nproblems += conf_load_file(&conf, file ? file : CONF_DEFAULT_FILE,
+	    file != NULL, problems);
+	optind = 1;
+	while ((ch = getopt(argc, argv, "f:o:tV")) != -1)
+		if (ch == 'o')
+			nproblems += conf_override(&conf, optarg, problems);
+	nproblems += conf_finish(&conf, problems);
+	fclose(problems);
+
+	if (check) {
+		fputs(problems_text, stderr);
+		if (nproblems == 0)
+			conf_dump(&conf, stdout);
+		free(problems_text);
+		return nproblems == 0 ? 0 : EXIT_PERM;
+	}
+
+	log_open();
+	signals();
+	if (sd_listen_fds_lazy() == 1)	/* a plain Accept=yes unit: the connection is fd 3 */
+		rfd = wfd = 3;
+	io_init(&io, rfd, wfd, (int)conf.command_timeout);
+
+	if (nproblems > 0) {
+		/* The reasons go to the log, never to the client as free text. */
+		log_problems(problems_text);
+		smtp_refuse(&io, conf.hostname[0] ? conf.hostname : "localhost", "4.3.5");
+		free(problems_text);
+		return EXIT_PERM;
+	}
+	free(problems_text);
+
+	find_peer(rfd, &peer);
+	le = (enum line_endings)conf.line_endings;
+	if (le == LE_AUTO)
+		le = is_socket(rfd) ? LE_CRLF : LE_LF;
+
+	if (maildir_open(&md, conf.maildir, conf.hostname) == -1) {
+		log_msg(LOG_ERR, "event=error op=maildir path=%s error=\"%s\"",
+		    conf.maildir, strerror(errno));
+		code = smtp_run(&conf, &io, NULL, &peer, le);
+	} else
+		code = smtp_run(&conf, &io, &md, &peer, le);
+	return code;
+}

@@ -1,0 +1,935 @@
+/*
+ * smtp.c: the session.
+ *
+ * Three tables carry the protocol, so that a reviewer can hold them against
+ * RFC 5321 and the seed table without reading code: the reply catalogue
+ * (every code, enhanced code and text mailslot can send), the command
+ * table (verb, handler, the states that allow it, its argument rule, its
+ * HELP line), and the EHLO keywords.  The state is not stored: it is
+ * derived from the session (greeted or not) and the transaction object
+ * (absent, without recipients, with recipients), so it cannot disagree
+ * with them.  A transaction exists only between MAIL and the end of data;
+ * RSET, HELO and EHLO free it.
+ */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "data.h"
+#include "log.h"
+#include "smtp.h"
+
+#define LINE_MAX_CMD	512	/* RFC 5321 4.5.3.1.4, CRLF included */
+#define LINE_MAX_PATH	1024	/* MAIL and RCPT with ESMTP parameters (RFC 1870) */
+#define REPLY_MAX	512	/* 4.5.3.1.5 */
+
+/* ---- The reply catalogue ------------------------------------------------ */
+
+enum reply {
+	RP_OK, RP_SENDER_OK, RP_RCPT_OK, RP_VRFY_OK, RP_QUEUED, RP_HELP, RP_CLOSING,
+	RP_DATA,
+	RP_SHUTDOWN, RP_TIMEOUT, RP_TOO_MANY_ERRORS, RP_CONFIG,
+	RP_LOCAL_ERROR, RP_NO_STORAGE, RP_MAILBOX_FULL, RP_TOO_MANY_RCPTS,
+	RP_UNRECOGNIZED, RP_LINE_TOO_LONG, RP_NUL, RP_SYNTAX, RP_BAD_SENDER,
+	RP_BAD_RCPT, RP_BAD_DOMAIN, RP_NOT_IMPLEMENTED, RP_BAD_SEQUENCE,
+	RP_BAD_TOPIC, RP_NO_MAIL, RP_NO_MAILBOX, RP_TOO_BIG, RP_NOT_ALLOWED,
+	RP_NON_ASCII, RP_NO_VALID_RCPTS, RP_LOOP, RP_BARE_EOL, RP_BAD_PARAM,
+};
+
+#define F_HOST	0x1	/* the host name comes first (RFC 5321 4.2, RFC 1846) */
+
+static const struct {
+	int		 code;
+	const char	*enh;		/* RFC 3463; NULL for 354 */
+	int		 flags;
+	const char	*text;		/* the seed's wording */
+} catalogue[] = {
+	[RP_OK] =		{ 250, "2.0.0", 0, "Requested mail action okay, completed" },
+	[RP_SENDER_OK] =		{ 250, "2.1.0", 0, "Requested mail action okay, completed" },
+	[RP_RCPT_OK] =		{ 250, "2.1.5", 0, "Requested mail action okay, completed" },
+	[RP_VRFY_OK] =		{ 250, "2.1.5", 0, "Requested mail action okay, completed" },
+	[RP_QUEUED] =		{ 250, "2.0.0", 0, "Requested mail action okay, completed" },
+	[RP_HELP] =		{ 214, "2.0.0", 0, "Help message" },
+	[RP_CLOSING] =		{ 221, "2.0.0", F_HOST, "Service closing transmission channel" },
+	[RP_DATA] =		{ 354, NULL, 0, "Start mail input; end with <CRLF>.<CRLF>" },
+	[RP_SHUTDOWN] =		{ 421, "4.3.2", F_HOST, "Service not available, closing transmission channel" },
+	[RP_TIMEOUT] =		{ 421, "4.4.2", F_HOST, "Service not available, closing transmission channel" },
+	[RP_TOO_MANY_ERRORS] =	{ 421, "4.7.0", F_HOST, "Service not available, closing transmission channel" },
+	[RP_CONFIG] =		{ 421, "4.3.5", F_HOST, "Service not available, closing transmission channel" },
+	[RP_LOCAL_ERROR] =	{ 451, "4.3.0", 0, "Requested action aborted: local error in processing" },
+	[RP_NO_STORAGE] =	{ 452, "4.3.1", 0, "Requested action not taken: insufficient system storage" },
+	[RP_MAILBOX_FULL] =	{ 452, "4.2.2", 0, "Requested action not taken: insufficient system storage" },
+	[RP_TOO_MANY_RCPTS] =	{ 452, "4.5.3", 0, "Requested action not taken: insufficient system storage" },
+	[RP_UNRECOGNIZED] =	{ 500, "5.5.1", 0, "Syntax error, command unrecognized" },
+	[RP_LINE_TOO_LONG] =	{ 500, "5.5.2", 0, "Syntax error, command unrecognized" },
+	[RP_NUL] =		{ 500, "5.5.2", 0, "Syntax error, command unrecognized" },
+	[RP_SYNTAX] =		{ 501, "5.5.4", 0, "Syntax error in parameters or arguments" },
+	[RP_BAD_SENDER] =	{ 501, "5.1.7", 0, "Syntax error in parameters or arguments" },
+	[RP_BAD_RCPT] =		{ 501, "5.1.3", 0, "Syntax error in parameters or arguments" },
+	[RP_BAD_DOMAIN] =	{ 501, "5.5.4", 0, "Syntax error in parameters or arguments" },
+	[RP_NOT_IMPLEMENTED] =	{ 502, "5.5.1", 0, "Command not implemented" },
+	[RP_BAD_SEQUENCE] =	{ 503, "5.5.1", 0, "Bad sequence of commands" },
+	[RP_BAD_TOPIC] =		{ 504, "5.5.4", 0, "Command parameter not implemented" },
+	[RP_NO_MAIL] =		{ 521, "5.3.2", F_HOST, "does not accept mail" },
+	[RP_NO_MAILBOX] =	{ 550, "5.1.1", 0, "Requested action not taken: mailbox unavailable" },
+	[RP_TOO_BIG] =		{ 552, "5.3.4", 0, "Requested mail action aborted: exceeded storage allocation" },
+	[RP_NOT_ALLOWED] =	{ 553, "5.1.3", 0, "Requested action not taken: mailbox name not allowed" },
+	[RP_NON_ASCII] =		{ 553, "5.6.7", 0, "Requested action not taken: mailbox name not allowed" },
+	[RP_NO_VALID_RCPTS] =	{ 554, "5.5.1", 0, "Transaction failed" },
+	[RP_LOOP] =		{ 554, "5.4.6", 0, "Transaction failed" },
+	[RP_BARE_EOL] =		{ 554, "5.6.0", 0, "Transaction failed" },
+	[RP_BAD_PARAM] =		{ 555, "5.5.4", 0, "MAIL FROM/RCPT TO parameters not recognized or not implemented" },
+};
+
+/* ---- Session and transaction ------------------------------------------- */
+
+enum state { S_INIT = 1, S_READY = 2, S_MAIL = 4, S_RCPT = 8 };
+#define S_ANY (S_INIT | S_READY | S_MAIL | S_RCPT)
+
+struct txn {
+	const char		*verb;		/* MAIL, SOML or SAML */
+	struct mailbox		 from;
+	struct mail_params	 params;
+	size_t			 nrcpt, refused, cap;
+	struct mailbox		*rcpt;
+};
+
+struct session {
+	const struct config	*conf;
+	struct io		*io;
+	struct maildir		*md;
+	const struct peer	*peer;
+	enum line_endings	 le;
+	char			 id[16];
+	bool			 greeted, esmtp, done;
+	char			 helo[ADDR_MAX_DOMAIN + 1];
+	long long		 errors;
+	unsigned		 ntx;
+	struct txn		*tx;
+	const char		*cmd;		/* the line being answered, for the log */
+	size_t			 cmdlen;
+	struct msg		 msg;
+};
+
+static enum state
+state_of(const struct session *s)
+{
+	if (s->tx != NULL)
+		return s->tx->nrcpt > 0 ? S_RCPT : S_MAIL;
+	return s->greeted ? S_READY : S_INIT;
+}
+
+static const char *
+state_name(enum state st)
+{
+	switch (st) {
+	case S_INIT:	return "connected";
+	case S_READY:	return "ready";
+	case S_MAIL:	return "mail";
+	case S_RCPT:	return "rcpt";
+	}
+	return "?";
+}
+
+static void
+txn_free(struct session *s)
+{
+	if (s->tx != NULL) {
+		free(s->tx->rcpt);
+		free(s->tx);
+		s->tx = NULL;
+	}
+}
+
+/* ---- Replies: every line the client gets goes through here -------------- */
+
+static void
+put_line(struct session *s, const char *line, size_t n)
+{
+	/* A write failure shows again at the next flush, where it ends the session. */
+	(void)io_write(s->io, line, n);
+}
+
+/*
+ * One reply line: "CODE[-| ]ENH [host ][detail: ]text".  4xx and 5xx
+ * replies (but 421, which closes anyway) count against max_errors and are
+ * logged with the command that earned them.
+ */
+static void
+reply_line(struct session *s, enum reply r, bool more, const char *detail)
+{
+	char buf[REPLY_MAX + 1];
+	int n, code = catalogue[r].code;
+
+	n = snprintf(buf, sizeof(buf) - 2, "%d%c", code, more ? '-' : ' ');
+	if (catalogue[r].enh != NULL)
+		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s ", catalogue[r].enh);
+	if (catalogue[r].flags & F_HOST)
+		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s ", s->conf->hostname);
+	if (detail != NULL && *detail != '\0')
+		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s: ", detail);
+	n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s", catalogue[r].text);
+	if ((size_t)n > sizeof(buf) - 3)
+		n = sizeof(buf) - 3;
+	memcpy(buf + n, "\r\n", 2);
+	put_line(s, buf, (size_t)n + 2);
+}
+
+static void
+reply(struct session *s, enum reply r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reply(struct session *s, enum reply r, const char *fmt, ...)
+{
+	char detail[REPLY_MAX] = "";
+	int code = catalogue[r].code;
+
+	if (fmt != NULL) {
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsnprintf(detail, sizeof(detail), fmt, ap);
+		va_end(ap);
+	}
+	reply_line(s, r, false, detail);
+	if (code >= 400) {
+		char esc[256] = "";
+
+		if (s->cmd != NULL)
+			log_esc(esc, sizeof(esc), s->cmd, s->cmdlen);
+		log_msg(code >= 500 ? LOG_NOTICE : LOG_WARNING,
+		    "event=refuse code=%d enh=%s command=\"%s\" reason=\"%s\"",
+		    code, catalogue[r].enh, esc, detail);
+		if (code != 421 && ++s->errors >= s->conf->max_errors && !s->done) {
+			reply_line(s, RP_TOO_MANY_ERRORS, false, "too many errors");
+			log_msg(LOG_NOTICE, "event=close reason=too-many-errors errors=%lld",
+			    s->errors);
+			s->done = true;
+		}
+	}
+}
+
+/* A free-form multi-line reply (EHLO, HELP): `lines` NULL-terminated. */
+static void
+reply_lines(struct session *s, int code, const char *enh, const char *const *lines)
+{
+	char buf[REPLY_MAX + 1];
+
+	for (int i = 0; lines[i] != NULL; i++) {
+		int n = snprintf(buf, sizeof(buf), "%d%c%s%s%s\r\n", code,
+		    lines[i + 1] != NULL ? '-' : ' ', enh ? enh : "", enh ? " " : "",
+		    lines[i]);
+		if (n > 0 && (size_t)n < sizeof(buf))
+			put_line(s, buf, (size_t)n);
+	}
+}
+
+/* A safe rendering of an untrusted string for a reply or a log line. */
+static const char *
+esc(char *buf, size_t size, const char *s)
+{
+	return log_esc(buf, size, s, strlen(s));
+}
+
+/* ---- Commands ---------------------------------------------------------- */
+
+struct command;
+typedef void handler(struct session *, const struct command *, char *arg);
+
+#define A_NONE		0x1	/* an argument is a 501 */
+#define A_NEEDED	0x2	/* no argument is a 501 */
+#define A_LONG		0x4	/* the line may be 1024 octets, not 512 */
+
+struct command {
+	const char	*verb;
+	handler		*fn;
+	int		 states;	/* where it is allowed; elsewhere 503 */
+	int		 args;
+	bool		(*enabled)(const struct config *);	/* NULL: always; else 502 */
+	const char	*help;
+};
+
+static handler cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
+    cmd_vrfy, cmd_expn, cmd_help, cmd_noop, cmd_quit, cmd_turn;
+
+static bool vrfy_on(const struct config *c) { return c->vrfy; }
+static bool expn_on(const struct config *c) { return c->expn; }
+static bool send_on(const struct config *c) { return c->terminal_delivery; }
+/* RFC 2821 removed TURN: it hands the connection to a peer nobody checked. */
+static bool never(const struct config *c) { (void)c; return false; }
+
+static const struct command commands[] = {
+	{ "HELO", cmd_helo, S_ANY,	A_NEEDED, NULL,	"HELO <domain>" },
+	{ "EHLO", cmd_ehlo, S_ANY,	A_NEEDED, NULL,	"EHLO <domain>" },
+	{ "MAIL", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
+	    "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME] [SMTPUTF8]" },
+	{ "SEND", cmd_mail, S_READY,	A_NEEDED | A_LONG, send_on,
+	    "SEND FROM:<reverse-path> [parameters] (to terminals)" },
+	{ "SOML", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
+	    "SOML FROM:<reverse-path> [parameters] (terminal or mailbox)" },
+	{ "SAML", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
+	    "SAML FROM:<reverse-path> [parameters] (terminal and mailbox)" },
+	{ "RCPT", cmd_rcpt, S_MAIL | S_RCPT, A_NEEDED | A_LONG, NULL, "RCPT TO:<forward-path>" },
+	{ "DATA", cmd_data, S_MAIL | S_RCPT, A_NONE, NULL, "DATA" },
+	{ "RSET", cmd_rset, S_ANY,	A_NONE,	NULL,	"RSET" },
+	{ "VRFY", cmd_vrfy, S_ANY,	A_NEEDED, vrfy_on, "VRFY <address>" },
+	{ "EXPN", cmd_expn, S_ANY,	A_NEEDED, expn_on, "EXPN <list>" },
+	{ "HELP", cmd_help, S_ANY,	0,	NULL,	"HELP [<command>]" },
+	{ "NOOP", cmd_noop, S_ANY,	0,	NULL,	"NOOP [<string>]" },
+	{ "QUIT", cmd_quit, S_ANY,	A_NONE,	NULL,	"QUIT" },
+	{ "TURN", cmd_turn, S_ANY,	A_NONE,	never,	"TURN (not implemented)" },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *
+command_find(const char *verb, size_t len)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strlen(commands[i].verb) == len &&
+		    strncasecmp(commands[i].verb, verb, len) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void
+bad_sequence(struct session *s, const struct command *c)
+{
+	enum state st = state_of(s);
+	const char *why;
+
+	if (st == S_INIT)
+		why = "send HELO or EHLO first";
+	else if (c->states == S_READY)
+		why = "a mail transaction is already open";
+	else
+		why = "need MAIL first";
+	reply(s, RP_BAD_SEQUENCE, "%s", why);
+}
+
+/* HELO and EHLO: a checked domain, and a reset like RSET (RFC 5321 4.1.4). */
+static bool
+greet(struct session *s, char *arg, bool esmtp)
+{
+	if (!addr_helo_ok(arg, strlen(arg))) {
+		char e[128];
+
+		reply(s, RP_BAD_DOMAIN, "%s: invalid domain", esc(e, sizeof(e), arg));
+		return false;
+	}
+	txn_free(s);
+	strlcpy(s->helo, arg, sizeof(s->helo));
+	s->greeted = true;
+	s->esmtp = esmtp;
+	return true;
+}
+
+static void
+cmd_helo(struct session *s, const struct command *c, char *arg)
+{
+	char line[REPLY_MAX];
+
+	(void)c;
+	if (!greet(s, arg, false))
+		return;
+	/* RFC 2034: no enhanced code on the HELO and EHLO replies. */
+	snprintf(line, sizeof(line), "250 %s\r\n", s->conf->hostname);
+	put_line(s, line, strlen(line));
+}
+
+static void
+cmd_ehlo(struct session *s, const struct command *c, char *arg)
+{
+	const struct config *cf = s->conf;
+	const char *lines[16];
+	char size[40];
+	int n = 0;
+
+	(void)c;
+	if (!greet(s, arg, true))
+		return;
+	snprintf(size, sizeof(size), "SIZE %" PRIu64, cf->max_message_size);
+	lines[n++] = cf->hostname;
+	lines[n++] = "PIPELINING";
+	lines[n++] = size;
+	lines[n++] = "8BITMIME";
+	lines[n++] = "ENHANCEDSTATUSCODES";
+	lines[n++] = "SMTPUTF8";
+	if (cf->vrfy)
+		lines[n++] = "VRFY";
+	if (cf->expn)
+		lines[n++] = "EXPN";
+	/* RFC 5321 F.6: a server that implements SEND, SOML or SAML lists them. */
+	if (cf->terminal_delivery)
+		lines[n++] = "SEND";
+	lines[n++] = "SOML";
+	lines[n++] = "SAML";
+	lines[n++] = "HELP";
+	lines[n] = NULL;
+	reply_lines(s, 250, NULL, lines);
+}
+
+/* The "FROM:" or "TO:" that starts a MAIL or RCPT argument. */
+static char *
+after_keyword(char *arg, const char *kw)
+{
+	size_t n = strlen(kw);
+
+	return strncasecmp(arg, kw, n) == 0 ? arg + n : NULL;
+}
+
+static bool
+disk_has_room(struct session *s, uint64_t size)
+{
+	uint64_t avail, need = s->conf->min_free_space;
+
+	if (maildir_free(s->md, &avail) == -1) {
+		log_msg(LOG_ERR, "event=error op=statvfs error=\"%s\"", strerror(errno));
+		return true;	/* the write itself will tell */
+	}
+	return avail >= need && avail - need >= size;
+}
+
+static void
+cmd_mail(struct session *s, const struct command *c, char *arg)
+{
+	struct mailbox from;
+	struct mail_params mp = { 0 };
+	const char *rest, *path = after_keyword(arg, "FROM:");
+	enum addr_status st;
+	char e[ADDR_MAX_PATH * 4 + 1];
+
+	if (path == NULL) {
+		reply(s, RP_SYNTAX, "Syntax: %s FROM:<address>", c->verb);
+		return;
+	}
+	/* Parameters come after the path, so read it once permissively first. */
+	st = addr_parse(path, ADDR_UTF8, &from, &rest);
+	if (st == ADDR_OK && *rest != '\0' && *rest != ' ')
+		st = ADDR_SYNTAX;
+	if (st == ADDR_SYNTAX) {
+		reply(s, RP_BAD_SENDER, "bad sender address syntax");
+		return;
+	}
+	if (st == ADDR_OK) {
+		st = addr_mail_params(rest, &mp);
+		if (st == ADDR_PARAM_UNKNOWN) {
+			reply(s, RP_BAD_PARAM, "unknown parameter");
+			return;
+		}
+		if (st == ADDR_PARAM_SYNTAX) {
+			reply(s, RP_SYNTAX, "bad parameter");
+			return;
+		}
+		if (!mp.smtputf8)
+			st = addr_parse(path, 0, &from, &rest);
+	}
+	if (st == ADDR_NONASCII) {
+		reply(s, RP_NON_ASCII, "non-ASCII address without SMTPUTF8");
+		return;
+	}
+	if (st != ADDR_OK || (from.bare && !from.null)) {
+		reply(s, RP_BAD_SENDER, "sender address not allowed");
+		return;
+	}
+	if (mp.has_size && mp.size > s->conf->max_message_size) {
+		reply(s, RP_TOO_BIG, "message size exceeds fixed maximum message size");
+		return;
+	}
+	if (!disk_has_room(s, mp.has_size ? mp.size : 0)) {
+		reply(s, RP_NO_STORAGE, "not enough free space for the message");
+		return;
+	}
+	if ((s->tx = calloc(1, sizeof(*s->tx))) == NULL) {
+		reply(s, RP_LOCAL_ERROR, "out of memory");
+		return;
+	}
+	s->tx->verb = c->verb;
+	s->tx->from = from;
+	s->tx->params = mp;
+	reply(s, RP_SENDER_OK, "<%s>", esc(e, sizeof(e), from.text));
+}
+
+static void
+cmd_rcpt(struct session *s, const struct command *c, char *arg)
+{
+	struct txn *tx = s->tx;
+	struct mailbox to;
+	const char *rest, *path = after_keyword(arg, "TO:");
+	enum addr_status st;
+	char e[ADDR_MAX_PATH * 4 + 1];
+	int flags = ADDR_MAILBOX | (tx->params.smtputf8 ? ADDR_UTF8 : 0);
+
+	(void)c;
+	if (path == NULL) {
+		tx->refused++;
+		reply(s, RP_SYNTAX, "Syntax: RCPT TO:<address>");
+		return;
+	}
+	st = addr_parse(path, flags, &to, &rest);
+	if (st == ADDR_OK && *rest != '\0' && *rest != ' ')
+		st = ADDR_SYNTAX;
+	if (st == ADDR_OK)
+		st = addr_rcpt_params(rest);
+	if (st == ADDR_OK && to.null)
+		st = ADDR_SYNTAX;
+	/* Only <postmaster> may come without a domain (RFC 5321 4.5.1). */
+	if (st == ADDR_OK && to.bare && strcasecmp(to.local, "postmaster") != 0)
+		st = ADDR_SYNTAX;
+	if (st != ADDR_OK)
+		tx->refused++;
+	switch (st) {
+	case ADDR_OK:
+		break;
+	case ADDR_SYNTAX:
+		reply(s, RP_BAD_RCPT, "bad recipient address syntax");
+		return;
+	case ADDR_NONASCII:
+		reply(s, RP_NON_ASCII, "non-ASCII address without SMTPUTF8");
+		return;
+	case ADDR_NOT_ALLOWED:
+		reply(s, RP_NOT_ALLOWED, "%s", "mailbox name not allowed");
+		return;
+	case ADDR_PARAM_UNKNOWN:
+		reply(s, RP_BAD_PARAM, "unknown parameter");
+		return;
+	case ADDR_PARAM_SYNTAX:
+		reply(s, RP_SYNTAX, "bad parameter");
+		return;
+	}
+	esc(e, sizeof(e), to.text);
+	for (size_t i = 0; i < tx->nrcpt; i++)
+		if (addr_same(&tx->rcpt[i], &to)) {
+			reply(s, RP_RCPT_OK, "<%s>", e);	/* one copy is enough */
+			return;
+		}
+	if (tx->nrcpt >= (size_t)s->conf->max_recipients) {
+		reply(s, RP_TOO_MANY_RCPTS, "too many recipients");
+		return;
+	}
+	if (tx->nrcpt == tx->cap) {
+		size_t cap = tx->cap ? tx->cap * 2 : 4;
+		struct mailbox *r = reallocarray(tx->rcpt, cap, sizeof(*r));
+
+		if (r == NULL) {
+			reply(s, RP_LOCAL_ERROR, "out of memory");
+			return;
+		}
+		tx->rcpt = r;
+		tx->cap = cap;
+	}
+	tx->rcpt[tx->nrcpt++] = to;
+	reply(s, RP_RCPT_OK, "<%s>", e);
+}
+
+/* RFC 3848 "with" names. */
+static const char *
+protocol(const struct session *s)
+{
+	if (!s->esmtp)
+		return "SMTP";
+	return s->tx->params.smtputf8 ? "UTF8SMTP" : "ESMTP";
+}
+
+/*
+ * Return-Path, Delivered-To (one per recipient) and Received, in that
+ * order (RFC 5321 4.4, as qmail and Postfix write them).  Every piece was
+ * checked on its way in (HELO, paths, the peer's name), so none can hold a
+ * line break or a control octet.
+ */
+static void
+write_trace(struct session *s, struct msg *m)
+{
+	const struct txn *tx = s->tx;
+	char date[64], peer[400];
+	struct tm tm;
+	time_t now = time(NULL);
+	char *h = NULL;
+	size_t hn = 0;
+	FILE *f;
+
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	if (s->peer->ip[0] != '\0')
+		snprintf(peer, sizeof(peer), "%s [%s]",
+		    s->peer->host[0] ? s->peer->host : "unknown", s->peer->ip);
+	else
+		snprintf(peer, sizeof(peer), "%s",
+		    s->peer->host[0] ? s->peer->host : "unknown");
+
+	if ((f = open_memstream(&h, &hn)) == NULL) {
+		m->err = errno;
+		return;
+	}
+	fprintf(f, "Return-Path: <%s>\n", tx->from.null ? "" : tx->from.text);
+	for (size_t i = 0; i < tx->nrcpt; i++)
+		fprintf(f, "Delivered-To: %s\n", tx->rcpt[i].text);
+	fprintf(f, "Received: from %s (%s)\n\tby %s (mailslot) with %s id %s",
+	    s->helo, peer, s->conf->hostname, protocol(s), m->base);
+	if (tx->nrcpt == 1)
+		fprintf(f, "\n\tfor <%s>", tx->rcpt[0].text);
+	fprintf(f, "; %s\n", date);
+	if (fclose(f) != 0 || h == NULL) {
+		m->err = ENOMEM;
+		free(h);
+		return;
+	}
+	msg_put(m, h, hn);
+	free(h);
+}
+
+/* The reply for a delivery that failed with `err`. */
+static enum reply
+failure_reply(int err)
+{
+	switch (err) {
+	case ENOSPC:	return RP_NO_STORAGE;
+	case EDQUOT:	return RP_MAILBOX_FULL;
+	default:	return RP_LOCAL_ERROR;
+	}
+}
+
+/* Read the data to its end; false when the session has to end (already said). */
+static bool
+receive(struct session *s, struct decoder *d, struct msg *m, bool *toobig)
+{
+	uint64_t limit = s->conf->max_message_size;
+
+	while (d->st != D_END) {
+		enum io_status st = io_fill(s->io, (int)s->conf->data_timeout);
+		size_t used, made, cap;
+		uint64_t lines = d->lines;
+		char *room;
+
+		switch (st) {
+		case IO_OK:
+			break;
+		case IO_TIMEOUT:
+			reply(s, RP_TIMEOUT, "timeout exceeded in DATA");
+			return false;
+		case IO_SIGNAL:
+			reply(s, RP_SHUTDOWN, "shutting down");
+			return false;
+		default:
+			log_msg(LOG_NOTICE, "event=disconnect state=data reason=%s",
+			    st == IO_EOF ? "eof" : strerror(errno));
+			return false;
+		}
+		room = msg_room(m, &cap);
+		decoder_run(d, io_peek(s->io), io_avail(s->io), &used, room, cap, &made);
+		io_consume(s->io, used);
+		/* Size as the client counts it: with CRLF line endings (RFC 1870). */
+		if (!*toobig && (d->octets > limit || d->lines > limit - d->octets)) {
+			*toobig = true;
+			msg_discard(m);
+		}
+		msg_wrote(m, made, d->lines - lines);
+	}
+	return true;
+}
+
+static void
+cmd_data(struct session *s, const struct command *c, char *arg)
+{
+	struct txn *tx = s->tx;
+	struct msg *m = &s->msg;
+	struct decoder d;
+	char name[MSG_NAMESIZE];
+	bool toobig = false;
+	int err;
+
+	(void)c, (void)arg;
+	if (tx->nrcpt == 0) {
+		if (tx->refused > 0)
+			reply(s, RP_NO_VALID_RCPTS, "no valid recipients");
+		else
+			reply(s, RP_BAD_SEQUENCE, "need RCPT first");
+		return;
+	}
+	if (msg_open(m, s->md) == -1) {
+		log_msg(LOG_ERR, "event=error op=create error=\"%s\"", strerror(errno));
+		reply(s, failure_reply(errno), "cannot create the message file");
+		return;
+	}
+	reply_line(s, RP_DATA, false, NULL);
+	write_trace(s, m);
+	decoder_init(&d, s->le);
+	if (!receive(s, &d, m, &toobig)) {
+		msg_abort(m);
+		txn_free(s);
+		s->done = true;
+		return;
+	}
+
+	s->ntx++;
+	if (toobig) {
+		msg_abort(m);
+		reply(s, RP_TOO_BIG, "message size exceeds fixed maximum message size");
+	} else if (s->le == LE_STRICT && (d.bare_cr || d.bare_lf)) {
+		msg_abort(m);
+		reply(s, RP_BARE_EOL, "bare %s in message (line_endings=strict)",
+		    d.bare_cr ? "CR" : "LF");
+	} else if (d.received > DATA_MAX_HOPS) {
+		msg_abort(m);
+		reply(s, RP_LOOP, "mail loop: %u Received headers", d.received);
+	} else if ((err = msg_commit(m, name, sizeof(name))) != 0) {
+		log_msg(LOG_ERR, "event=error op=commit id=%s error=\"%s\"",
+		    m->base, strerror(err));
+		reply(s, failure_reply(err), "message not stored");
+	} else {
+		char e[ADDR_MAX_PATH * 4 + 1];
+
+		log_msg(LOG_INFO, "event=deliver id=%s from=<%s> rcpts=%zu "
+		    "size=%" PRIu64 " file=%s", m->base,
+		    esc(e, sizeof(e), tx->from.null ? "" : tx->from.text),
+		    tx->nrcpt, m->octets, name);
+		reply(s, RP_QUEUED, "queued as %s", name);
+	}
+	txn_free(s);
+}
+
+static void
+cmd_rset(struct session *s, const struct command *c, char *arg)
+{
+	(void)c, (void)arg;
+	txn_free(s);
+	reply(s, RP_OK, NULL);
+}
+
+/* VRFY under a catch-all: every well-formed address is deliverable. */
+static void
+cmd_vrfy(struct session *s, const struct command *c, char *arg)
+{
+	struct mailbox mb;
+	const char *rest;
+	char e[ADDR_MAX_PATH * 4 + 1];
+
+	(void)c;
+	switch (addr_parse(arg, ADDR_BARE | ADDR_MAILBOX, &mb, &rest)) {
+	case ADDR_OK:
+		if (*rest == '\0' && !mb.null)
+			break;
+		/* FALLTHROUGH */
+	case ADDR_SYNTAX:
+	default:
+		reply(s, RP_BAD_RCPT, "bad address syntax");
+		return;
+	case ADDR_NONASCII:
+		reply(s, RP_NON_ASCII, "non-ASCII address");
+		return;
+	case ADDR_NOT_ALLOWED:
+		reply(s, RP_NOT_ALLOWED, "mailbox name not allowed");
+		return;
+	}
+	esc(e, sizeof(e), mb.text);
+	if (mb.bare)
+		reply(s, RP_VRFY_OK, "<%s@%s>", e, s->conf->hostname);
+	else
+		reply(s, RP_VRFY_OK, "<%s>", e);
+}
+
+/* A catch-all Maildir has no lists. */
+static void
+cmd_expn(struct session *s, const struct command *c, char *arg)
+{
+	char e[256];
+
+	(void)c;
+	reply(s, RP_NO_MAILBOX, "%s: not a mailing list", esc(e, sizeof(e), arg));
+}
+
+static void
+cmd_help(struct session *s, const struct command *c, char *arg)
+{
+	const struct command *topic;
+
+	(void)c;
+	if (*arg == '\0') {
+		char verbs[128] = "";
+		const char *lines[] = { "Commands:", verbs,
+		    "HELP <command> tells more; mail to postmaster reaches a person", NULL };
+
+		for (size_t i = 0; i < NCOMMANDS; i++)
+			if (commands[i].enabled == NULL || commands[i].enabled(s->conf)) {
+				if (verbs[0] != '\0')
+					strlcat(verbs, " ", sizeof(verbs));
+				strlcat(verbs, commands[i].verb, sizeof(verbs));
+			}
+		reply_lines(s, 214, catalogue[RP_HELP].enh, lines);
+		return;
+	}
+	if ((topic = command_find(arg, strlen(arg))) == NULL) {
+		char e[64];
+
+		reply(s, RP_BAD_TOPIC, "%s: no help on that topic", esc(e, sizeof(e), arg));
+		return;
+	}
+	reply_lines(s, 214, catalogue[RP_HELP].enh, (const char *const[]){ topic->help, NULL });
+}
+
+static void
+cmd_noop(struct session *s, const struct command *c, char *arg)
+{
+	(void)c, (void)arg;
+	reply(s, RP_OK, NULL);
+}
+
+static void
+cmd_quit(struct session *s, const struct command *c, char *arg)
+{
+	(void)c, (void)arg;
+	reply(s, RP_CLOSING, NULL);
+	s->done = true;
+}
+
+static void
+cmd_turn(struct session *s, const struct command *c, char *arg)
+{
+	(void)s, (void)c, (void)arg;	/* never enabled: dispatch answers 502 */
+}
+
+/* ---- The loop ---------------------------------------------------------- */
+
+static void
+dispatch(struct session *s, char *line, size_t len, size_t raw)
+{
+	const struct command *c;
+	char *arg, *end;
+	size_t vlen;
+
+	s->cmd = line;
+	s->cmdlen = len;
+	if (memchr(line, '\0', len) != NULL) {
+		reply(s, RP_NUL, "NUL octet in command line");
+		return;
+	}
+	vlen = strcspn(line, " ");
+	c = command_find(line, vlen);
+	if (c == NULL) {
+		reply(s, RP_UNRECOGNIZED, NULL);
+		return;
+	}
+	if (raw > LINE_MAX_CMD && !(c->args & A_LONG)) {
+		reply(s, RP_LINE_TOO_LONG, "line too long");
+		return;
+	}
+	/* RFC 1846: in no-mail mode every command but QUIT is answered 521. */
+	if (!s->conf->accept_mail && c->fn != cmd_quit) {
+		reply(s, RP_NO_MAIL, NULL);
+		return;
+	}
+	if (c->enabled != NULL && !c->enabled(s->conf)) {
+		reply(s, RP_NOT_IMPLEMENTED, NULL);
+		return;
+	}
+	if (!(c->states & state_of(s))) {
+		bad_sequence(s, c);
+		return;
+	}
+	arg = line + vlen;
+	while (*arg == ' ')
+		arg++;
+	end = arg + strlen(arg);
+	while (end > arg && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	if ((c->args & A_NONE) && *arg != '\0') {
+		reply(s, RP_SYNTAX, "%s takes no argument", c->verb);
+		return;
+	}
+	if ((c->args & A_NEEDED) && *arg == '\0') {
+		reply(s, RP_SYNTAX, "%s needs an argument", c->verb);
+		return;
+	}
+	c->fn(s, c, arg);
+}
+
+void
+smtp_refuse(struct io *io, const char *hostname, const char *enh)
+{
+	char line[REPLY_MAX];
+	int n = snprintf(line, sizeof(line), "421 %s %s %s\r\n", enh, hostname,
+	    catalogue[RP_CONFIG].text);
+
+	if (n > 0 && (size_t)n < sizeof(line))
+		io_write(io, line, (size_t)n);
+	io_flush(io);
+}
+
+int
+smtp_run(const struct config *conf, struct io *io, struct maildir *md,
+    const struct peer *peer, enum line_endings le)
+{
+	struct session s = { .conf = conf, .io = io, .md = md, .peer = peer, .le = le };
+	char line[LINE_MAX_PATH + 1], greeting[REPLY_MAX];
+	enum state shown = 0;
+
+	snprintf(s.id, sizeof(s.id), "%08" PRIx32 "%04" PRIx32,
+	    arc4random(), arc4random() & 0xffff);
+	log_session(s.id);
+	log_msg(LOG_INFO, "event=connect peer=%s host=%s line_endings=%s",
+	    peer->ip[0] ? peer->ip : "unknown", peer->host[0] ? peer->host : "unknown",
+	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf");
+
+	if (md == NULL) {
+		smtp_refuse(io, conf->hostname, "4.3.0");
+		return 111;
+	}
+	/* The greeting carries no enhanced code (RFC 2034 3). */
+	if (conf->accept_mail)
+		snprintf(greeting, sizeof(greeting), "220 %s ESMTP mailslot ready\r\n",
+		    conf->hostname);
+	else
+		snprintf(greeting, sizeof(greeting), "521 %s does not accept mail\r\n",
+		    conf->hostname);
+	put_line(&s, greeting, strlen(greeting));
+
+	while (!s.done) {
+		size_t len = 0, raw = 0;
+		enum io_status st;
+
+		if (state_of(&s) != shown) {
+			shown = state_of(&s);
+			setproctitle("%s %s", peer->ip[0] ? peer->ip : "-", state_name(shown));
+		}
+		st = io_getline(io, line, LINE_MAX_PATH, &len, &raw,
+		    (int)conf->command_timeout);
+		s.cmd = NULL;
+		switch (st) {
+		case IO_OK:
+			dispatch(&s, line, len, raw);
+			break;
+		case IO_LONG:
+			reply(&s, RP_LINE_TOO_LONG, "line too long");
+			break;
+		case IO_TIMEOUT:
+			reply(&s, RP_TIMEOUT, "timeout exceeded");
+			s.done = true;
+			break;
+		case IO_SIGNAL:
+			reply(&s, RP_SHUTDOWN, "shutting down");
+			s.done = true;
+			break;
+		case IO_EOF:
+		case IO_ERROR:
+			log_msg(LOG_INFO, "event=disconnect state=%s reason=%s",
+			    state_name(state_of(&s)), st == IO_EOF ? "eof" : strerror(errno));
+			s.done = true;
+			break;
+		}
+	}
+	io_flush(io);
+	log_msg(LOG_INFO, "event=close transactions=%u errors=%lld", s.ntx, s.errors);
+	txn_free(&s);
+	return 0;
+}

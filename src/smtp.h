@@ -1,0 +1,25 @@
+/* smtp.h: one SMTP session over a connection. */
+#ifndef MAILSLOT_SMTP_H
+#define MAILSLOT_SMTP_H
+
+#include "conf.h"
+#include "io.h"
+#include "maildir.h"
+
+struct peer {
+	char	ip[64];		/* as written in Received: "192.0.2.1", "IPv6:::1"; "" unknown */
+	char	host[256];	/* a name the launcher looked up, checked; "" unknown */
+};
+
+/*
+ * Serve the connection on `io` until QUIT, a close, a timeout or SIGTERM.
+ * `md` is the catch-all Maildir, or NULL when it could not be opened: the
+ * client is then greeted with 421.  Returns the process exit code.
+ */
+int smtp_run(const struct config *, struct io *, struct maildir *md,
+    const struct peer *, enum line_endings);
+
+/* The 421 a client gets when mailslot cannot even start (configuration). */
+void smtp_refuse(struct io *, const char *hostname, const char *enh);
+
+#endif
