@@ -458,7 +458,7 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 	s->tx->verb = c->verb;
 	s->tx->from = from;
 	s->tx->params = mp;
-	reply(s, RP_SENDER_OK, "<%s>", esc(e, sizeof(e), from.text));
+	reply(s, RP_SENDER_OK, "<%s>", from.text);
 }
 
 static void
@@ -493,13 +493,13 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 	case ADDR_OK:
 		break;
 	case ADDR_SYNTAX:
-		reply(s, RP_BAD_RCPT, "bad recipient address syntax");
+		reply(s, RP_BAD_RCPT, "%s: bad recipient address syntax", esc(e, sizeof(e), path));
 		return;
 	case ADDR_NONASCII:
-		reply(s, RP_NON_ASCII, "non-ASCII address without SMTPUTF8");
+		reply(s, RP_NON_ASCII, "%s: non-ASCII address without SMTPUTF8", esc(e, sizeof(e), path));
 		return;
 	case ADDR_NOT_ALLOWED:
-		reply(s, RP_NOT_ALLOWED, "%s", "mailbox name not allowed");
+		reply(s, RP_NOT_ALLOWED, "%s", esc(e, sizeof(e), path));
 		return;
 	case ADDR_PARAM_UNKNOWN:
 		reply(s, RP_BAD_PARAM, "unknown parameter");
@@ -508,10 +508,9 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_SYNTAX, "bad parameter");
 		return;
 	}
-	esc(e, sizeof(e), to.text);
 	for (size_t i = 0; i < tx->nrcpt; i++)
 		if (addr_same(&tx->rcpt[i], &to)) {
-			reply(s, RP_RCPT_OK, "<%s>", e);	/* one copy is enough */
+			reply(s, RP_RCPT_OK, "<%s>", to.text);	/* one copy is enough */
 			return;
 		}
 	if (tx->nrcpt >= (size_t)s->conf->max_recipients) {
@@ -530,7 +529,7 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 		tx->cap = cap;
 	}
 	tx->rcpt[tx->nrcpt++] = to;
-	reply(s, RP_RCPT_OK, "<%s>", e);
+	reply(s, RP_RCPT_OK, "<%s>", to.text);
 }
 
 /* RFC 3848 "with" names. */
@@ -713,7 +712,6 @@ cmd_vrfy(struct session *s, const struct command *c, char *arg)
 {
 	struct mailbox mb;
 	const char *rest;
-	char e[ADDR_MAX_PATH * 4 + 1];
 
 	(void)c;
 	switch (addr_parse(arg, ADDR_BARE | ADDR_MAILBOX, &mb, &rest)) {
@@ -732,11 +730,10 @@ cmd_vrfy(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_NOT_ALLOWED, "mailbox name not allowed");
 		return;
 	}
-	esc(e, sizeof(e), mb.text);
 	if (mb.bare)
-		reply(s, RP_VRFY_OK, "<%s@%s>", e, s->conf->hostname);
+		reply(s, RP_VRFY_OK, "<%s@%s>", mb.text, s->conf->hostname);
 	else
-		reply(s, RP_VRFY_OK, "<%s>", e);
+		reply(s, RP_VRFY_OK, "<%s>", mb.text);
 }
 
 /* A catch-all Maildir has no lists. */
