@@ -408,7 +408,6 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 	struct mail_params mp = { 0 };
 	const char *rest, *path = after_keyword(arg, "FROM:");
 	enum addr_status st;
-	char e[ADDR_MAX_PATH * 4 + 1];
 
 	if (path == NULL) {
 		reply(s, RP_SYNTAX, "Syntax: %s FROM:<address>", c->verb);
