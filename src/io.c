@@ -6,6 +6,9 @@
  * never while more input is already buffered.  A client that sends a whole
  * transaction in one write gets every reply, in order, in one write back.
  */
+#include <sys/socket.h>
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
@@ -30,14 +33,41 @@ plain_write(void *ctx, int fd, const void *buf, size_t n)
 	return write(fd, buf, n);
 }
 
+/*
+ * On a socket every call is non-blocking by itself (MSG_DONTWAIT), so a
+ * client that stops reading cannot hold mailslot past a deadline, and the
+ * fd's own flags, shared with the launcher, are left alone.
+ */
+static ssize_t
+sock_read(void *ctx, int fd, void *buf, size_t n)
+{
+	ssize_t r = recv(fd, buf, n, MSG_DONTWAIT);
+
+	(void)ctx;
+	return r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) ? IO_WANT_READ : r;
+}
+
+static ssize_t
+sock_write(void *ctx, int fd, const void *buf, size_t n)
+{
+	ssize_t r = send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	(void)ctx;
+	return r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) ? IO_WANT_WRITE : r;
+}
+
+/* Pipes and terminals (by hand): plain calls, with a poll() before each read. */
 const struct transport io_plain = { "plain", plain_read, plain_write };
+const struct transport io_socket = { "socket", sock_read, sock_write };
 
 void
 io_init(struct io *io, int rfd, int wfd, int write_timeout)
 {
+	struct stat st;
+
 	io->rfd = rfd;
 	io->wfd = wfd;
-	io->t = &io_plain;
+	io->t = fstat(rfd, &st) == 0 && S_ISSOCK(st.st_mode) ? &io_socket : &io_plain;
 	io->tctx = NULL;
 	io->write_timeout = write_timeout;
 	io->ipos = io->iend = io->olen = 0;
@@ -87,6 +117,8 @@ flush_until(struct io *io, long long deadline)
 			off += (size_t)n;
 			continue;
 		}
+		if (io_terminate)
+			return IO_SIGNAL;
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == IO_WANT_READ)

@@ -51,7 +51,7 @@ struct io {
 /* Set by the SIGTERM handler; any wait then ends with IO_SIGNAL. */
 extern volatile sig_atomic_t io_terminate;
 
-extern const struct transport io_plain;
+extern const struct transport io_plain, io_socket;
 
 void io_init(struct io *, int rfd, int wfd, int write_timeout);
 

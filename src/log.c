@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,13 +46,10 @@ log_open(void)
 		target = LOG_TO_SYSLOG;
 	if (target == LOG_TO_SYSLOG)
 		openlog("mailslot", LOG_PID, LOG_MAIL);
+	/* A session id: 48 random bits, enough to tell a day's sessions apart. */
+	snprintf(session, sizeof(session), "%08" PRIx32 "%04" PRIx32,
+	    arc4random(), arc4random() & 0xffff);
 	return target;
-}
-
-void
-log_session(const char *id)
-{
-	strlcpy(session, id, sizeof(session));
 }
 
 void

@@ -7,11 +7,9 @@
 
 enum log_target { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_JOURNAL };
 
-/* Pick the target for this process (see log.c) and open it. */
+/* Pick the target for this process (see log.c), open it, and draw the
+ * session id that every line then carries as "session=ID". */
 enum log_target log_open(void);
-
-/* Every later line carries "session=ID". */
-void log_session(const char *id);
 
 /* A line of key=value fields; callers escape untrusted values with log_esc. */
 void log_msg(int prio, const char *fmt, ...)

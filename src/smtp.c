@@ -110,7 +110,6 @@ struct session {
 	struct maildir		*md;
 	const struct peer	*peer;
 	enum line_endings	 le;
-	char			 id[16];
 	bool			 greeted, esmtp, done;
 	char			 helo[ADDR_MAX_DOMAIN + 1];
 	long long		 errors;
@@ -870,9 +869,6 @@ smtp_run(const struct config *conf, struct io *io, struct maildir *md,
 	char line[LINE_MAX_PATH + 1], greeting[REPLY_MAX];
 	enum state shown = 0;
 
-	snprintf(s.id, sizeof(s.id), "%08" PRIx32 "%04" PRIx32,
-	    arc4random(), arc4random() & 0xffff);
-	log_session(s.id);
 	log_msg(LOG_INFO, "event=connect peer=%s host=%s line_endings=%s",
 	    peer->ip[0] ? peer->ip : "unknown", peer->host[0] ? peer->host : "unknown",
 	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf");
