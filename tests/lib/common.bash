@@ -1,0 +1,242 @@
+# tests/lib/common.bash: what every mailslot test file loads.
+#
+#   load 'lib/common'
+#   setup()    { ms_setup; }
+#   teardown() { ms_teardown; }
+#
+# The binary is ${MAILSLOT:-<repo>/src/mailslot}; MAILSLOT_WRAPPER is a
+# command prefix put before it (e.g. "valgrind --error-exitcode=99 -q"),
+# empty by default, so a sanitizer build or valgrind runs the same suite.
+#
+# Per test: $MS_DIR (a fresh directory), $MS_MAILDIR (the catch-all Maildir,
+# created by mailslot itself), $MS_HOST (the hostname given to mailslot),
+# MS_OPTS (an array of -o options every run gets; add to it before a run).
+#
+# Over a pipe:
+#   smtp_pipe 'EHLO c.example\r\nQUIT\r\n' [mailslot args...]
+#     The first argument is decoded as printf %b does (\r, \n, \0, \xHH...;
+#     '%' is not special).  Prints the replies with each CRLF turned into a
+#     plain newline (a line that did not end in CRLF gets " <no CRLF>"
+#     appended, so no assertion can pass on it by accident); the raw bytes
+#     are in $MS_DIR/replies, the log (stderr) in $MS_DIR/log, and the
+#     return status is mailslot's exit status.  Use it under `run`.
+#   smtp_pipe_file FILE [mailslot args...]: the same, input from a file,
+#     still through a pipe.
+#
+# Over TCP (systemd-socket-activate --inetd on 127.0.0.1, a free port):
+#   ms_listen [mailslot args...]   start; sets MS_PORT and MS_SA_PID
+#   smtp_sock [client steps...]    run tests/lib/smtpclient.py against it;
+#     prints the replies like smtp_pipe; returns the client's status
+#     (0: the server closed the connection, 3: it did not, in --timeout)
+#   ms_conn_pid                    the PID of the newest mailslot child
+#   ms_stop                        stop the listener (teardown does it too)
+#
+# With a scripted client over a pipe (pauses, waits, signals, peak RSS):
+#   smtp_exec [client steps...] -- [mailslot args...]
+#     smtpclient.py --exec starts mailslot itself; $MS_DIR/report has
+#     exit=, signal=, closed=, senderror=, waitfail=, and vmhwm_kb= when
+#     a --hwm step ran (the peak RSS so far; see smtpclient.py).
+#   ms_report KEY   one value from that report
+#
+# Normalising (for golden transcripts and log checks):
+#   ms_normalize       stdin->stdout: "queued as <name>" -> "queued as NAME",
+#                      session=<id> -> session=ID, mailslot[pid] -> mailslot[PID]
+#   ms_normalize_msg   stdin->stdout for a stored message: the Received id
+#                      and date -> "id ID" and "; DATE"
+#
+# Maildir helpers: ms_new_count, ms_tmp_count, ms_new_file (the only file in
+# new/, fails unless there is exactly one).
+
+MS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+MS_LIB=$MS_REPO/tests/lib
+MAILSLOT=${MAILSLOT:-$MS_REPO/src/mailslot}
+MAILSLOT_WRAPPER=${MAILSLOT_WRAPPER:-}
+MS_CLIENT=$MS_LIB/smtpclient.py
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+ms_setup() {
+	MS_DIR=$BATS_TEST_TMPDIR/ms
+	MS_MAILDIR=$MS_DIR/Maildir
+	MS_HOST=mx.test
+	mkdir -p "$MS_DIR"
+	MS_OPTS=(-o "maildir=$MS_MAILDIR" -o "hostname=$MS_HOST")
+	MS_SA_PID=
+	MS_PORT=
+	# Logs must go to stderr, whatever environment the suite runs in.
+	unset INVOCATION_ID JOURNAL_STREAM LISTEN_FDS LISTEN_PID LISTEN_FDNAMES
+	unset TCPREMOTEIP TCPREMOTEHOST REMOTE_ADDR
+	[ -x "$MAILSLOT" ] || fail "no mailslot binary at $MAILSLOT (run make)"
+}
+
+ms_teardown() {
+	ms_stop
+}
+
+# The command line that starts mailslot, in the array MS_CMD.
+ms_cmd() {
+	MS_CMD=()
+	if [ -n "$MAILSLOT_WRAPPER" ]; then
+		# Word splitting is wanted here: the wrapper is a command prefix.
+		# shellcheck disable=SC2206
+		MS_CMD=($MAILSLOT_WRAPPER)
+	fi
+	MS_CMD+=("$MAILSLOT" "${MS_OPTS[@]}" "$@")
+}
+
+# Raw replies on stdin -> CRLF turned into newlines, other line ends marked.
+ms_show_replies() {
+	python3 -c '
+import sys
+data = sys.stdin.buffer.read()
+out = []
+for line in data.split(b"\n"):
+    out.append(line)
+last = out.pop()        # after the final LF: empty if the data ended in one
+res = []
+for l in out:
+    if l.endswith(b"\r"):
+        res.append(l[:-1])
+    else:
+        res.append(l + b" <no CRLF>")
+if last:
+    res.append(last + b" <no CRLF>")
+sys.stdout.buffer.write(b"".join(x + b"\n" for x in res))
+'
+}
+
+ms_run_stdin() {
+	local rc=0
+	ms_cmd "$@"
+	"${MS_CMD[@]}" >"$MS_DIR/replies" 2>"$MS_DIR/log" || rc=$?
+	ms_show_replies <"$MS_DIR/replies"
+	return "$rc"
+}
+
+smtp_pipe() {
+	local input=$1
+	shift
+	printf '%b' "$input" >"$MS_DIR/input"
+	cat "$MS_DIR/input" | ms_run_stdin "$@"
+}
+
+smtp_pipe_file() {
+	local file=$1
+	shift
+	cat "$file" | ms_run_stdin "$@"
+}
+
+smtp_exec() {
+	local steps=() rc=0
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		steps+=("$1")
+		shift
+	done
+	[ "${1-}" = -- ] && shift
+	ms_cmd "$@"
+	python3 "$MS_CLIENT" --exec --out "$MS_DIR/replies" \
+		--report "$MS_DIR/report" --stderr "$MS_DIR/log" \
+		"${steps[@]}" -- "${MS_CMD[@]}" || rc=$?
+	ms_show_replies <"$MS_DIR/replies"
+	return "$rc"
+}
+
+ms_report() {
+	sed -n "s/^$1=//p" "$MS_DIR/report"
+}
+
+ms_free_port() {
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+ms_listen() {
+	local tries i
+	ms_cmd "$@"
+	for tries in 1 2 3 4 5; do
+		MS_PORT=$(ms_free_port)
+		: >"$MS_DIR/sa.log"
+		systemd-socket-activate --inetd -a -l "127.0.0.1:$MS_PORT" \
+			"${MS_CMD[@]}" 2>>"$MS_DIR/sa.log" </dev/null 3>&- &
+		MS_SA_PID=$!
+		for i in $(seq 1 100); do
+			grep -q '^Listening on' "$MS_DIR/sa.log" && return 0
+			kill -0 "$MS_SA_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		ms_stop
+	done
+	fail "could not start systemd-socket-activate: $(cat "$MS_DIR/sa.log")"
+}
+
+# The PIDs of the mailslot children the listener started, oldest first.
+ms_conn_pids() {
+	[ -f "$MS_DIR/sa.log" ] || return 0
+	sed -n 's/^Spawned .* as PID \([0-9][0-9]*\)\.$/\1/p' "$MS_DIR/sa.log"
+}
+
+ms_conn_pid() {
+	ms_conn_pids | tail -n 1
+}
+
+# Stop what ms_listen started: the listener, then any child of it still
+# running (only when /proc still shows our binary under that PID).
+ms_stop() {
+	local pid i
+	if [ -n "${MS_SA_PID-}" ]; then
+		kill "$MS_SA_PID" 2>/dev/null || true
+		for i in $(seq 1 100); do
+			kill -0 "$MS_SA_PID" 2>/dev/null || break
+			sleep 0.02
+		done
+		kill -9 "$MS_SA_PID" 2>/dev/null || true
+		wait "$MS_SA_PID" 2>/dev/null || true
+		MS_SA_PID=
+		for pid in $(ms_conn_pids); do
+			if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+			    grep -qF -- "$MAILSLOT"; then
+				kill -9 "$pid" 2>/dev/null || true
+			fi
+		done
+	fi
+}
+
+smtp_sock() {
+	local rc=0
+	[ -n "$MS_PORT" ] || fail "smtp_sock: ms_listen first"
+	python3 "$MS_CLIENT" --port "$MS_PORT" --out "$MS_DIR/replies" \
+		--report "$MS_DIR/report" "$@" || rc=$?
+	ms_show_replies <"$MS_DIR/replies"
+	return "$rc"
+}
+
+ms_normalize() {
+	sed -E \
+	    -e 's/queued as [0-9]+\.M[0-9]+P[0-9]+Q[0-9]+\.[^ ]*,S=[0-9]+,W=[0-9]+/queued as NAME/' \
+	    -e 's/session=[0-9a-f]{12}/session=ID/g' \
+	    -e 's/mailslot\[[0-9]+\]/mailslot[PID]/g'
+}
+
+ms_normalize_msg() {
+	sed -E \
+	    -e 's/ id [0-9]+\.M[0-9]{6}P[0-9]+Q[0-9]+/ id ID/' \
+	    -e 's/; [A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} \+0000$/; DATE/'
+}
+
+ms_new_count() {
+	find "$MS_MAILDIR/new" -type f 2>/dev/null | wc -l
+}
+
+ms_tmp_count() {
+	find "$MS_MAILDIR/tmp" -type f 2>/dev/null | wc -l
+}
+
+ms_new_file() {
+	local n
+	n=$(ms_new_count)
+	[ "$n" -eq 1 ] || fail "expected exactly one file in new/, found $n"
+	find "$MS_MAILDIR/new" -type f
+}
