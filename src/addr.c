@@ -298,6 +298,8 @@ mail_param(const char *k, size_t kn, const char *v, size_t vn, void *arg)
 			mp->body = BODY_7BIT;
 		else if (vn == 8 && strncasecmp(v, "8BITMIME", 8) == 0)
 			mp->body = BODY_8BITMIME;
+		else if (vn == 10 && strncasecmp(v, "BINARYMIME", 10) == 0)
+			mp->body = BODY_BINARYMIME;
 		else
 			return ADDR_PARAM_SYNTAX;
 		mp->has_body = true;

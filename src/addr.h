@@ -30,7 +30,7 @@ struct mailbox {
 	const char *domain;		/* into text, after the '@'; "" when bare */
 };
 
-enum body_type { BODY_7BIT, BODY_8BITMIME };
+enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 
 struct mail_params {
 	bool		has_size;
@@ -61,7 +61,7 @@ bool addr_utf8_ok(const char *, size_t);
 enum addr_status addr_parse(const char *s, int flags, struct mailbox *,
     const char **rest);
 
-/* MAIL parameters: SIZE=, BODY=7BIT|8BITMIME, SMTPUTF8. */
+/* MAIL parameters: SIZE=, BODY=7BIT|8BITMIME|BINARYMIME, SMTPUTF8. */
 enum addr_status addr_mail_params(const char *, struct mail_params *);
 
 /* RCPT parameters: mailslot knows none, so any is unknown (555). */

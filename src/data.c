@@ -13,6 +13,9 @@
  * other text.  A "." followed by a bare CR or a bare LF is exactly the
  * lookalike of an end of data: it is stored as sent, so the message shows
  * what the client really wrote.
+ *
+ * BDAT chunks (RFC 3030) are counted, not terminated: there are no dots to
+ * undo, and only CRLF becomes LF; BINARYMIME is stored as it came.
  */
 #include <string.h>
 
@@ -22,11 +25,11 @@ static const char received[] = "received:";
 #define RECEIVED_LEN (sizeof(received) - 1)
 
 void
-decoder_init(struct decoder *d, enum line_endings mode)
+decoder_init(struct decoder *d, enum dmode mode)
 {
 	memset(d, 0, sizeof(*d));
-	d->st = D_BOL;
-	d->lf_ends = mode == LE_LF;
+	d->st = mode == DM_DOT_CRLF || mode == DM_DOT_LF ? D_BOL : D_TEXT;
+	d->mode = mode;
 	d->in_header = true;
 	d->at_line = true;
 }
@@ -81,6 +84,20 @@ decoder_run(struct decoder *d, const char *in, size_t n, size_t *used,
     char *out, size_t cap, size_t *made)
 {
 	size_t i = 0, o = 0;
+	bool lf_ends = d->mode == DM_DOT_LF;
+
+	if (d->mode == DM_BINARY) {
+		size_t k = n < cap ? n : cap;
+
+		for (size_t j = 0; j < k; j++) {
+			if (in[j] == '\n' && !d->prev_cr)
+				d->lines++;
+			d->prev_cr = in[j] == '\r';
+		}
+		emit(d, out, &o, in, k);
+		*used = *made = k;
+		return;
+	}
 
 	/* Each step writes at most two octets; a step that writes none reprocesses. */
 	while (i < n && d->st != D_END && cap - o >= 2) {
@@ -101,7 +118,7 @@ decoder_run(struct decoder *d, const char *in, size_t n, size_t *used,
 			} else if (c == '\n') {
 				i++;
 				d->bare_lf = true;
-				if (d->lf_ends) {
+				if (lf_ends) {
 					d->st = D_END;
 					break;
 				}
@@ -124,7 +141,7 @@ decoder_run(struct decoder *d, const char *in, size_t n, size_t *used,
 			if (c == '\n') {
 				i++;
 				emit_lf(d, out, &o);
-				d->st = D_BOL;
+				d->st = d->mode == DM_CHUNK ? D_TEXT : D_BOL;
 			} else {
 				d->bare_cr = true;
 				emit(d, out, &o, "\r", 1);
@@ -139,7 +156,7 @@ decoder_run(struct decoder *d, const char *in, size_t n, size_t *used,
 				i++;
 				d->bare_lf = true;
 				emit_lf(d, out, &o);
-				d->st = d->lf_ends ? D_BOL : D_TEXT;
+				d->st = lf_ends ? D_BOL : D_TEXT;
 			} else {
 				/* The common case: copy the run up to the next CR or LF. */
 				size_t max = n - i < cap - o ? n - i : cap - o, k = 1;
@@ -157,4 +174,17 @@ decoder_run(struct decoder *d, const char *in, size_t n, size_t *used,
 	}
 	*used = i;
 	*made = o;
+}
+
+size_t
+decoder_finish(struct decoder *d, char *out)
+{
+	size_t o = 0;
+
+	if (d->st == D_CR) {
+		d->bare_cr = true;
+		emit(d, out, &o, "\r", 1);
+		d->st = D_TEXT;
+	}
+	return o;
 }

@@ -12,9 +12,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conf.h"
-
 #define DATA_MAX_HOPS	50	/* more Received headers than this: a loop */
+
+/* What the stream is. */
+enum dmode {
+	DM_DOT_CRLF,	/* DATA: ends at CRLF "." CRLF only (line_endings crlf, strict) */
+	DM_DOT_LF,	/* DATA: a bare LF ends lines too, LF "." LF the data (lf) */
+	DM_CHUNK,	/* BDAT 7BIT/8BITMIME: CRLF becomes LF, nothing else changes */
+	DM_BINARY,	/* BDAT BINARYMIME: stored octet for octet */
+};
 
 enum dstate {
 	D_BOL,		/* at the start of a line that followed CRLF: "." is special */
@@ -27,10 +33,16 @@ enum dstate {
 
 struct decoder {
 	enum dstate	st;
-	bool		lf_ends;	/* line_endings=lf: bare LF ends lines */
+	enum dmode	mode;
 	bool		bare_cr, bare_lf;
-	uint64_t	octets;		/* stored octets (LF line endings) */
-	uint64_t	lines;		/* stored LFs: octets + lines is the CRLF size */
+	bool		prev_cr;	/* DM_BINARY: the last octet was a CR */
+	uint64_t	octets;		/* stored octets */
+	/*
+	 * Octets that the CRLF form adds, so that octets + lines is the size
+	 * with CRLF line endings, Maildir's W=: the stored LFs, or in
+	 * DM_BINARY the LFs without a CR before them.
+	 */
+	uint64_t	lines;
 	/* header scanning, over the stored form */
 	bool		in_header;	/* still inside the header section */
 	bool		at_line;	/* at the start of a stored line */
@@ -38,7 +50,7 @@ struct decoder {
 	unsigned	received;	/* Received: headers seen */
 };
 
-void decoder_init(struct decoder *, enum line_endings);
+void decoder_init(struct decoder *, enum dmode);
 
 /*
  * Decode from `in` (n octets) into `out` (cap octets, at least 2).  Stops
@@ -48,5 +60,11 @@ void decoder_init(struct decoder *, enum line_endings);
  */
 void decoder_run(struct decoder *, const char *in, size_t n, size_t *used,
     char *out, size_t cap, size_t *made);
+
+/*
+ * The chunked modes have no terminating line: at BDAT LAST, write out a CR
+ * still held back (`out` has room for 1).  Returns the octets written.
+ */
+size_t decoder_finish(struct decoder *, char *out);
 
 #endif

@@ -36,6 +36,7 @@
 /* ---- The reply catalogue ------------------------------------------------ */
 
 enum reply {
+	RP_NONE,	/* no reply: "nothing wrong" where a refusal is kept */
 	RP_OK, RP_SENDER_OK, RP_RCPT_OK, RP_VRFY_OK, RP_QUEUED, RP_HELP, RP_CLOSING,
 	RP_DATA,
 	RP_SHUTDOWN, RP_TIMEOUT, RP_TOO_MANY_ERRORS, RP_CONFIG,
@@ -44,6 +45,7 @@ enum reply {
 	RP_BAD_RCPT, RP_BAD_DOMAIN, RP_NOT_IMPLEMENTED, RP_BAD_SEQUENCE,
 	RP_BAD_TOPIC, RP_NO_MAIL, RP_NO_MAILBOX, RP_TOO_BIG, RP_NOT_ALLOWED,
 	RP_NON_ASCII, RP_NO_VALID_RCPTS, RP_LOOP, RP_BARE_EOL, RP_BAD_PARAM,
+	RP_LOST_SYNC,
 };
 
 #define F_HOST	0x1	/* the host name comes first (RFC 5321 4.2, RFC 1846) */
@@ -66,6 +68,7 @@ static const struct {
 	[RP_TIMEOUT] =		{ 421, "4.4.2", F_HOST, "Service not available, closing transmission channel" },
 	[RP_TOO_MANY_ERRORS] =	{ 421, "4.7.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_CONFIG] =		{ 421, "4.3.5", F_HOST, "Service not available, closing transmission channel" },
+	[RP_LOST_SYNC] =	{ 421, "4.5.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_LOCAL_ERROR] =	{ 451, "4.3.0", 0, "Requested action aborted: local error in processing" },
 	[RP_NO_STORAGE] =	{ 452, "4.3.1", 0, "Requested action not taken: insufficient system storage" },
 	[RP_MAILBOX_FULL] =	{ 452, "4.2.2", 0, "Requested action not taken: insufficient system storage" },
@@ -102,6 +105,12 @@ struct txn {
 	struct mail_params	 params;
 	size_t			 nrcpt, refused, cap;
 	struct mailbox		*rcpt;
+	/* The message, from DATA or the first BDAT on. */
+	bool			 writing;	/* session.msg is open */
+	bool			 chunked;	/* BDAT used: DATA is out of sequence */
+	uint64_t		 chunked_octets;
+	enum reply		 refusal;	/* RP_NONE, or why it will be refused */
+	struct decoder		 dec;
 };
 
 struct session {
@@ -144,6 +153,8 @@ static void
 txn_free(struct session *s)
 {
 	if (s->tx != NULL) {
+		if (s->tx->writing)
+			msg_abort(&s->msg);
 		free(s->tx->rcpt);
 		free(s->tx);
 		s->tx = NULL;
@@ -184,6 +195,36 @@ reply_line(struct session *s, enum reply r, bool more, const char *detail)
 	put_line(s, buf, (size_t)n + 2);
 }
 
+/*
+ * A reply from the catalogue.  4xx and 5xx replies (but 421, which closes
+ * anyway) are logged with the command that earned them and, when `count`,
+ * count against max_errors; reaching it adds the 421 and ends the session.
+ */
+static void
+respond(struct session *s, enum reply r, bool count, const char *detail)
+{
+	int code = catalogue[r].code;
+
+	reply_line(s, r, false, detail);
+	if (code < 400)
+		return;
+	{
+		char esc[256] = "";
+
+		if (s->cmd != NULL)
+			log_esc(esc, sizeof(esc), s->cmd, s->cmdlen);
+		log_msg(code >= 500 ? LOG_NOTICE : LOG_WARNING,
+		    "event=refuse code=%d enh=%s command=\"%s\" reason=\"%s\"",
+		    code, catalogue[r].enh, esc, detail ? detail : "");
+	}
+	if (count && code != 421 && ++s->errors >= s->conf->max_errors && !s->done) {
+		reply_line(s, RP_TOO_MANY_ERRORS, false, "too many errors");
+		log_msg(LOG_NOTICE, "event=close reason=too-many-errors errors=%lld",
+		    s->errors);
+		s->done = true;
+	}
+}
+
 static void
 reply(struct session *s, enum reply r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -192,7 +233,6 @@ static void
 reply(struct session *s, enum reply r, const char *fmt, ...)
 {
 	char detail[REPLY_MAX] = "";
-	int code = catalogue[r].code;
 
 	if (fmt != NULL) {
 		va_list ap;
@@ -201,22 +241,7 @@ reply(struct session *s, enum reply r, const char *fmt, ...)
 		vsnprintf(detail, sizeof(detail), fmt, ap);
 		va_end(ap);
 	}
-	reply_line(s, r, false, detail);
-	if (code >= 400) {
-		char esc[256] = "";
-
-		if (s->cmd != NULL)
-			log_esc(esc, sizeof(esc), s->cmd, s->cmdlen);
-		log_msg(code >= 500 ? LOG_NOTICE : LOG_WARNING,
-		    "event=refuse code=%d enh=%s command=\"%s\" reason=\"%s\"",
-		    code, catalogue[r].enh, esc, detail);
-		if (code != 421 && ++s->errors >= s->conf->max_errors && !s->done) {
-			reply_line(s, RP_TOO_MANY_ERRORS, false, "too many errors");
-			log_msg(LOG_NOTICE, "event=close reason=too-many-errors errors=%lld",
-			    s->errors);
-			s->done = true;
-		}
-	}
+	respond(s, r, true, detail);
 }
 
 /* A free-form multi-line reply (EHLO, HELP): `lines` NULL-terminated. */
@@ -257,9 +282,12 @@ struct command {
 	int		 args;
 	bool		(*enabled)(const struct config *);	/* NULL: always; else 502 */
 	const char	*help;
+	/* Called after any refusal by dispatch: BDAT still has its chunk to read. */
+	void		(*refused)(struct session *, char *arg);
 };
 
-static handler cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
+static void bdat_refused(struct session *, char *);
+static handler cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_bdat, cmd_rset,
     cmd_vrfy, cmd_expn, cmd_help, cmd_noop, cmd_quit, cmd_turn;
 
 static bool vrfy_on(const struct config *c) { return c->vrfy; }
@@ -269,25 +297,26 @@ static bool send_on(const struct config *c) { return c->terminal_delivery; }
 static bool never(const struct config *c) { (void)c; return false; }
 
 static const struct command commands[] = {
-	{ "HELO", cmd_helo, S_ANY,	A_NEEDED, NULL,	"HELO <domain>" },
-	{ "EHLO", cmd_ehlo, S_ANY,	A_NEEDED, NULL,	"EHLO <domain>" },
+	{ "HELO", cmd_helo, S_ANY,	A_NEEDED, NULL,	"HELO <domain>", NULL },
+	{ "EHLO", cmd_ehlo, S_ANY,	A_NEEDED, NULL,	"EHLO <domain>", NULL },
 	{ "MAIL", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
-	    "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME] [SMTPUTF8]" },
+	    "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8]", NULL },
 	{ "SEND", cmd_mail, S_READY,	A_NEEDED | A_LONG, send_on,
-	    "SEND FROM:<reverse-path> [parameters] (to terminals)" },
+	    "SEND FROM:<reverse-path> [parameters] (to terminals)", NULL },
 	{ "SOML", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
-	    "SOML FROM:<reverse-path> [parameters] (terminal or mailbox)" },
+	    "SOML FROM:<reverse-path> [parameters] (terminal or mailbox)", NULL },
 	{ "SAML", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
-	    "SAML FROM:<reverse-path> [parameters] (terminal and mailbox)" },
-	{ "RCPT", cmd_rcpt, S_MAIL | S_RCPT, A_NEEDED | A_LONG, NULL, "RCPT TO:<forward-path>" },
-	{ "DATA", cmd_data, S_MAIL | S_RCPT, A_NONE, NULL, "DATA" },
-	{ "RSET", cmd_rset, S_ANY,	A_NONE,	NULL,	"RSET" },
-	{ "VRFY", cmd_vrfy, S_ANY,	A_NEEDED, vrfy_on, "VRFY <address>" },
-	{ "EXPN", cmd_expn, S_ANY,	A_NEEDED, expn_on, "EXPN <list>" },
-	{ "HELP", cmd_help, S_ANY,	0,	NULL,	"HELP [<command>]" },
-	{ "NOOP", cmd_noop, S_ANY,	0,	NULL,	"NOOP [<string>]" },
-	{ "QUIT", cmd_quit, S_ANY,	A_NONE,	NULL,	"QUIT" },
-	{ "TURN", cmd_turn, S_ANY,	A_NONE,	never,	"TURN (not implemented)" },
+	    "SAML FROM:<reverse-path> [parameters] (terminal and mailbox)", NULL },
+	{ "RCPT", cmd_rcpt, S_MAIL | S_RCPT, A_NEEDED | A_LONG, NULL, "RCPT TO:<forward-path>", NULL },
+	{ "DATA", cmd_data, S_MAIL | S_RCPT, A_NONE, NULL, "DATA", NULL },
+	{ "BDAT", cmd_bdat, S_RCPT,	A_NEEDED, NULL,	"BDAT <size> [LAST]", bdat_refused },
+	{ "RSET", cmd_rset, S_ANY,	A_NONE,	NULL,	"RSET", NULL },
+	{ "VRFY", cmd_vrfy, S_ANY,	A_NEEDED, vrfy_on, "VRFY <address>", NULL },
+	{ "EXPN", cmd_expn, S_ANY,	A_NEEDED, expn_on, "EXPN <list>", NULL },
+	{ "HELP", cmd_help, S_ANY,	0,	NULL,	"HELP [<command>]", NULL },
+	{ "NOOP", cmd_noop, S_ANY,	0,	NULL,	"NOOP [<string>]", NULL },
+	{ "QUIT", cmd_quit, S_ANY,	A_NONE,	NULL,	"QUIT", NULL },
+	{ "TURN", cmd_turn, S_ANY,	A_NONE,	never,	"TURN (not implemented)", NULL },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -312,6 +341,8 @@ bad_sequence(struct session *s, const struct command *c)
 		why = "send HELO or EHLO first";
 	else if (c->states == S_READY)
 		why = "a mail transaction is already open";
+	else if (st == S_MAIL)
+		why = "need RCPT first";
 	else
 		why = "need MAIL first";
 	reply(s, RP_BAD_SEQUENCE, "%s", why);
@@ -365,6 +396,8 @@ cmd_ehlo(struct session *s, const struct command *c, char *arg)
 	lines[n++] = "8BITMIME";
 	lines[n++] = "ENHANCEDSTATUSCODES";
 	lines[n++] = "SMTPUTF8";
+	lines[n++] = "CHUNKING";
+	lines[n++] = "BINARYMIME";
 	if (cf->vrfy)
 		lines[n++] = "VRFY";
 	if (cf->expn)
@@ -597,15 +630,55 @@ failure_reply(int err)
 	}
 }
 
-/* Read the data to its end; false when the session has to end (already said). */
-static bool
-receive(struct session *s, struct decoder *d, struct msg *m, bool *toobig)
+/* The detail that goes with a refused message. */
+static const char *
+refusal_text(enum reply r)
 {
+	switch (r) {
+	case RP_TOO_BIG:	return "message size exceeds fixed maximum message size";
+	case RP_SYNTAX:		return "Syntax: BDAT <size> [LAST]";
+	case RP_BARE_EOL:	return "bare CR or LF in message (line_endings=strict)";
+	case RP_LOOP:		return "mail loop: too many Received headers";
+	default:		return "message not stored";
+	}
+}
+
+/* Open the message file, write the trace, ready the decoder. */
+static bool
+begin_message(struct session *s, enum dmode mode)
+{
+	struct txn *tx = s->tx;
+
+	if (msg_open(&s->msg, s->md) == -1) {
+		int e = errno;
+
+		log_msg(LOG_ERR, "event=error op=create error=\"%s\"", strerror(e));
+		tx->refusal = failure_reply(e);
+		return false;
+	}
+	tx->writing = true;
+	write_trace(s, &s->msg);
+	decoder_init(&tx->dec, mode);
+	return true;
+}
+
+/*
+ * Read message octets: to the end of the data (remaining == NULL), or one
+ * chunk's worth.  When the message is not being written (refused, or too
+ * big) the octets are still read, and dropped, so the stream stays in
+ * step.  False when the session is over (the client left, a timeout,
+ * SIGTERM); what there was to say has been said.
+ */
+static bool
+receive(struct session *s, uint64_t *remaining)
+{
+	struct txn *tx = s->tx;
+	struct decoder *d = &tx->dec;
 	uint64_t limit = s->conf->max_message_size;
 
-	while (d->st != D_END) {
+	while (remaining != NULL ? *remaining > 0 : d->st != D_END) {
 		enum io_status st = io_fill(s->io, (int)s->conf->data_timeout);
-		size_t used, made, cap;
+		size_t n, used, made, cap;
 		uint64_t lines = d->lines;
 		char *room;
 
@@ -613,7 +686,7 @@ receive(struct session *s, struct decoder *d, struct msg *m, bool *toobig)
 		case IO_OK:
 			break;
 		case IO_TIMEOUT:
-			reply(s, RP_TIMEOUT, "timeout exceeded in DATA");
+			reply(s, RP_TIMEOUT, "timeout exceeded in %s", remaining ? "BDAT" : "DATA");
 			return false;
 		case IO_SIGNAL:
 			reply(s, RP_SHUTDOWN, "shutting down");
@@ -623,64 +696,52 @@ receive(struct session *s, struct decoder *d, struct msg *m, bool *toobig)
 			    st == IO_EOF ? "eof" : strerror(errno));
 			return false;
 		}
-		room = msg_room(m, &cap);
-		decoder_run(d, io_peek(s->io), io_avail(s->io), &used, room, cap, &made);
-		io_consume(s->io, used);
-		/* Size as the client counts it: with CRLF line endings (RFC 1870). */
-		if (!*toobig && (d->octets > limit || d->lines > limit - d->octets)) {
-			*toobig = true;
-			msg_discard(m);
+		n = io_avail(s->io);
+		if (remaining != NULL && n > *remaining)
+			n = (size_t)*remaining;
+		if (!tx->writing) {
+			used = n;
+		} else {
+			room = msg_room(&s->msg, &cap);
+			decoder_run(d, io_peek(s->io), n, &used, room, cap, &made);
+			/* DATA's size as the client counts it: with CRLF (RFC 1870). */
+			if (remaining == NULL && tx->refusal == RP_NONE &&
+			    (d->octets > limit || d->lines > limit - d->octets)) {
+				tx->refusal = RP_TOO_BIG;
+				msg_discard(&s->msg);
+			}
+			msg_wrote(&s->msg, made, d->lines - lines);
 		}
-		msg_wrote(m, made, d->lines - lines);
+		io_consume(s->io, used);
+		if (remaining != NULL)
+			*remaining -= used;
 	}
 	return true;
 }
 
+/* The end of the data, by DATA or BDAT LAST: judge, commit, reply. */
 static void
-cmd_data(struct session *s, const struct command *c, char *arg)
+end_message(struct session *s)
 {
 	struct txn *tx = s->tx;
+	struct decoder *d = &tx->dec;
 	struct msg *m = &s->msg;
-	struct decoder d;
 	char name[MSG_NAMESIZE];
-	bool toobig = false;
+	enum reply r = tx->refusal;
 	int err;
 
-	(void)c, (void)arg;
-	if (tx->nrcpt == 0) {
-		if (tx->refused > 0)
-			reply(s, RP_NO_VALID_RCPTS, "no valid recipients");
-		else
-			reply(s, RP_BAD_SEQUENCE, "need RCPT first");
-		return;
-	}
-	if (msg_open(m, s->md) == -1) {
-		log_msg(LOG_ERR, "event=error op=create error=\"%s\"", strerror(errno));
-		reply(s, failure_reply(errno), "cannot create the message file");
-		return;
-	}
-	reply_line(s, RP_DATA, false, NULL);
-	write_trace(s, m);
-	decoder_init(&d, s->le);
-	if (!receive(s, &d, m, &toobig)) {
-		msg_abort(m);
-		txn_free(s);
-		s->done = true;
-		return;
-	}
-
 	s->ntx++;
-	if (toobig) {
-		msg_abort(m);
-		reply(s, RP_TOO_BIG, "message size exceeds fixed maximum message size");
-	} else if (s->le == LE_STRICT && (d.bare_cr || d.bare_lf)) {
-		msg_abort(m);
-		reply(s, RP_BARE_EOL, "bare %s in message (line_endings=strict)",
-		    d.bare_cr ? "CR" : "LF");
-	} else if (d.received > DATA_MAX_HOPS) {
-		msg_abort(m);
-		reply(s, RP_LOOP, "mail loop: %u Received headers", d.received);
-	} else if ((err = msg_commit(m, name, sizeof(name))) != 0) {
+	if (r == RP_NONE && s->le == LE_STRICT && (d->bare_cr || d->bare_lf))
+		r = RP_BARE_EOL;
+	if (r == RP_NONE && d->received > DATA_MAX_HOPS)
+		r = RP_LOOP;
+	if (r != RP_NONE) {
+		reply(s, r, "%s", refusal_text(r));
+		txn_free(s);
+		return;
+	}
+	tx->writing = false;
+	if ((err = msg_commit(m, name, sizeof(name))) != 0) {
 		log_msg(LOG_ERR, "event=error op=commit id=%s error=\"%s\"",
 		    m->base, strerror(err));
 		reply(s, failure_reply(err), "message not stored");
@@ -694,6 +755,139 @@ cmd_data(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_QUEUED, "queued as %s", name);
 	}
 	txn_free(s);
+}
+
+static void
+cmd_data(struct session *s, const struct command *c, char *arg)
+{
+	struct txn *tx = s->tx;
+
+	(void)c, (void)arg;
+	if (tx->nrcpt == 0) {
+		if (tx->refused > 0)
+			reply(s, RP_NO_VALID_RCPTS, "no valid recipients");
+		else
+			reply(s, RP_BAD_SEQUENCE, "need RCPT first");
+		return;
+	}
+	/* RFC 3030 3: BINARYMIME needs BDAT, and one transaction uses one of them. */
+	if (tx->chunked || tx->params.body == BODY_BINARYMIME) {
+		reply(s, RP_BAD_SEQUENCE, tx->chunked ? "DATA after BDAT" :
+		    "BODY=BINARYMIME needs BDAT");
+		return;
+	}
+	if (!begin_message(s, s->le == LE_LF ? DM_DOT_LF : DM_DOT_CRLF)) {
+		reply(s, tx->refusal, "cannot create the message file");
+		tx->refusal = RP_NONE;
+		return;
+	}
+	reply_line(s, RP_DATA, false, NULL);
+	if (!receive(s, NULL)) {
+		s->done = true;
+		return;
+	}
+	end_message(s);
+}
+
+/*
+ * "BDAT <size> [LAST]".  The size is parsed before anything else: whatever
+ * the answer, exactly that many octets follow and must be read.  A size
+ * that is not a 64-bit number leaves no way to find the next command.
+ */
+static bool
+bdat_args(const char *arg, uint64_t *size, bool *last, bool *syntax_ok)
+{
+	uint64_t n = 0;
+	const char *p = arg;
+
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return false;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	*size = n;
+	*last = false;
+	while (*p == ' ')
+		p++;
+	if (strcasecmp(p, "LAST") == 0)
+		*last = true;
+	*syntax_ok = *p == '\0' || *last;
+	return true;
+}
+
+/* BDAT refused before its handler ran (sequence, no-mail mode): drain it. */
+static void
+bdat_refused(struct session *s, char *arg)
+{
+	uint64_t size;
+	bool last, ok;
+
+	if (!bdat_args(arg, &size, &last, &ok)) {
+		reply(s, RP_LOST_SYNC, "BDAT size unreadable");
+		s->done = true;
+		return;
+	}
+	if (s->tx == NULL) {
+		struct txn drain = { 0 };	/* receive() needs somewhere to count */
+
+		s->tx = &drain;
+		if (!receive(s, &size))
+			s->done = true;
+		s->tx = NULL;
+	} else if (!receive(s, &size))
+		s->done = true;
+}
+
+static void
+cmd_bdat(struct session *s, const struct command *c, char *arg)
+{
+	struct txn *tx = s->tx;
+	uint64_t size, max = s->conf->max_message_size;
+	bool last, ok, again;
+
+	(void)c;
+	if (!bdat_args(arg, &size, &last, &ok)) {
+		reply(s, RP_SYNTAX, "BDAT size is not a 64-bit number");
+		reply(s, RP_LOST_SYNC, "cannot find the end of the chunk");
+		s->done = true;
+		return;
+	}
+	again = tx->refusal != RP_NONE;		/* an earlier chunk was refused */
+	if (!again) {
+		if (!ok)
+			tx->refusal = RP_SYNTAX;
+		else if (size > max - tx->chunked_octets)
+			tx->refusal = RP_TOO_BIG;
+		else if (!tx->chunked)
+			(void)begin_message(s, tx->params.body == BODY_BINARYMIME ?
+			    DM_BINARY : DM_CHUNK);	/* on failure, refusal says why */
+	}
+	tx->chunked = true;
+	if (tx->refusal != RP_NONE && tx->writing) {
+		msg_abort(&s->msg);
+		tx->writing = false;
+	}
+	if (!receive(s, &(uint64_t){ size })) {
+		s->done = true;
+		return;
+	}
+	tx->chunked_octets += size > max ? max : size;	/* only compared with max */
+	if (tx->refusal != RP_NONE) {
+		/* RFC 3030 4.2: every later chunk gets the same refusal, counted once. */
+		respond(s, tx->refusal, !again, refusal_text(tx->refusal));
+		if (last)
+			txn_free(s);
+		return;
+	}
+	if (!last) {
+		reply(s, RP_OK, "%" PRIu64 " octets received", size);
+		return;
+	}
+	msg_wrote(&s->msg, decoder_finish(&tx->dec, msg_room(&s->msg, &(size_t){ 0 })),
+	    0);
+	end_message(s);
 }
 
 static void
@@ -796,6 +990,11 @@ cmd_turn(struct session *s, const struct command *c, char *arg)
 
 /* ---- The loop ---------------------------------------------------------- */
 
+/*
+ * Check, then act (as OpenSMTPD does): the verb, the line length, the
+ * no-mail mode, whether the command is enabled, the state, the argument
+ * rule; only a command that passes them all reaches its handler.
+ */
 static void
 dispatch(struct session *s, char *line, size_t len, size_t raw)
 {
@@ -810,26 +1009,8 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 		return;
 	}
 	vlen = strcspn(line, " ");
-	c = command_find(line, vlen);
-	if (c == NULL) {
+	if ((c = command_find(line, vlen)) == NULL) {
 		reply(s, RP_UNRECOGNIZED, NULL);
-		return;
-	}
-	if (raw > LINE_MAX_CMD && !(c->args & A_LONG)) {
-		reply(s, RP_LINE_TOO_LONG, "line too long");
-		return;
-	}
-	/* RFC 1846: in no-mail mode every command but QUIT is answered 521. */
-	if (!s->conf->accept_mail && c->fn != cmd_quit) {
-		reply(s, RP_NO_MAIL, NULL);
-		return;
-	}
-	if (c->enabled != NULL && !c->enabled(s->conf)) {
-		reply(s, RP_NOT_IMPLEMENTED, NULL);
-		return;
-	}
-	if (!(c->states & state_of(s))) {
-		bad_sequence(s, c);
 		return;
 	}
 	arg = line + vlen;
@@ -838,15 +1019,26 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 	end = arg + strlen(arg);
 	while (end > arg && (end[-1] == ' ' || end[-1] == '\t'))
 		*--end = '\0';
-	if ((c->args & A_NONE) && *arg != '\0') {
+
+	if (raw > LINE_MAX_CMD && !(c->args & A_LONG))
+		reply(s, RP_LINE_TOO_LONG, "line too long");
+	/* RFC 1846: in no-mail mode every command but QUIT is answered 521. */
+	else if (!s->conf->accept_mail && c->fn != cmd_quit)
+		reply(s, RP_NO_MAIL, NULL);
+	else if (c->enabled != NULL && !c->enabled(s->conf))
+		reply(s, RP_NOT_IMPLEMENTED, NULL);
+	else if (!(c->states & state_of(s)))
+		bad_sequence(s, c);
+	else if ((c->args & A_NONE) && *arg != '\0')
 		reply(s, RP_SYNTAX, "%s takes no argument", c->verb);
-		return;
-	}
-	if ((c->args & A_NEEDED) && *arg == '\0') {
+	else if ((c->args & A_NEEDED) && *arg == '\0')
 		reply(s, RP_SYNTAX, "%s needs an argument", c->verb);
+	else {
+		c->fn(s, c, arg);
 		return;
 	}
-	c->fn(s, c, arg);
+	if (c->refused != NULL && !s->done)
+		c->refused(s, arg);
 }
 
 void
