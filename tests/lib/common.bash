@@ -29,6 +29,8 @@
 #     prints the replies like smtp_pipe; returns the client's status
 #     (0: the server closed the connection, 3: it did not, in --timeout)
 #   ms_conn_pid                    the PID of the newest mailslot child
+#   ms_kill_conn SIG               a command for a client --run step that
+#                                  sends SIG to that child when it runs
 #   ms_stop                        stop the listener (teardown does it too)
 #
 # With a scripted client over a pipe (pauses, waits, signals, peak RSS):
@@ -36,6 +38,7 @@
 #     smtpclient.py --exec starts mailslot itself; $MS_DIR/report has
 #     exit=, signal=, closed=, senderror=, waitfail=, and vmhwm_kb= when
 #     a --hwm step ran (the peak RSS so far; see smtpclient.py).
+#     --signal TERM sends a signal to that mailslot process only.
 #   ms_report KEY   one value from that report
 #
 # Normalising (for golden transcripts and log checks):
@@ -43,6 +46,16 @@
 #                      session=<id> -> session=ID, mailslot[pid] -> mailslot[PID]
 #   ms_normalize_msg   stdin->stdout for a stored message: the Received id
 #                      and date -> "id ID" and "; DATE"
+#
+# One command's reply:
+#   reply_to 'PREFIX' 'COMMAND' [mailslot args...]
+#     runs PREFIX (zero or more CRLF-ended command lines, %b-decoded), then
+#     COMMAND, then QUIT, over a pipe; prints the complete reply (all its
+#     lines) to COMMAND, and fails unless the session went on to 221.
+#   ms_replies: the replies on stdin (as smtp_pipe prints them), one
+#     complete reply per line, continuation lines joined with " | ".
+#   assert_reply CODE ENH TEXT: $output is exactly one line
+#     "CODE ENH [detail: ]TEXT" (ENH "-" for none).
 #
 # Maildir helpers: ms_new_count, ms_tmp_count, ms_new_file (the only file in
 # new/, fails unless there is exactly one).
@@ -182,6 +195,10 @@ ms_conn_pid() {
 	ms_conn_pids | tail -n 1
 }
 
+ms_kill_conn() {
+	printf '%q %q %q' "$MS_LIB/conn-kill" "$1" "$MS_DIR/sa.log"
+}
+
 # Stop what ms_listen started: the listener, then any child of it still
 # running (only when /proc still shows our binary under that PID).
 ms_stop() {
@@ -239,4 +256,37 @@ ms_new_file() {
 	n=$(ms_new_count)
 	[ "$n" -eq 1 ] || fail "expected exactly one file in new/, found $n"
 	find "$MS_MAILDIR/new" -type f
+}
+
+ms_replies() {
+	awk '{ buf = buf (buf == "" ? "" : " | ") $0 }
+	     /^[0-9][0-9][0-9]( |$)/ || !/^[0-9][0-9][0-9]-/ { print buf; buf = "" }
+	     END { if (buf != "") print buf }'
+}
+
+reply_to() {
+	local prefix=$1 cmd=$2 n all
+	shift 2
+	all=$(smtp_pipe "${prefix}${cmd}\r\nQUIT\r\n" "$@" | ms_replies) || true
+	# greeting + one reply per prefix line, then ours
+	n=$(printf '%b' "$prefix" | grep -c '' || true)
+	n=$((n + 2))
+	printf '%s\n' "$all" | sed -n "${n}p" | sed 's/ | /\n/g'
+	if ! printf '%s\n' "$all" | tail -n 1 | grep -q '^221 '; then
+		echo "reply_to: the session did not end with 221; all replies:" >&2
+		printf '%s\n' "$all" >&2
+		return 1
+	fi
+}
+
+assert_reply() {
+	local code=$1 enh=$2 text=$3 re
+	re=$(printf '%s' "$text" | sed 's/[][\.*^$()+?{}|/]/\\&/g')
+	if [ "$enh" = - ]; then
+		re="^$code ([^ ].*: )?$re\$"
+	else
+		re="^$code ${enh//./\\.} ([^ ].*: )?$re\$"
+	fi
+	assert_equal "$(printf '%s\n' "$output" | grep -c '')" 1
+	assert_output --regexp "$re"
 }

@@ -12,6 +12,7 @@ The steps run in the order given on the command line:
   --wait STR        wait until STR appears in the replies after the point
                     where the previous --wait matched (bounded by --timeout)
   --run CMD         run a shell command (e.g. to send a signal)
+  --signal NAME     (--exec) send signal NAME (TERM, HUP...) to the child
   --shut            half-close: shutdown(SHUT_WR), or close the child's stdin
   --hwm             (--exec) note the child's VmHWM from /proc/PID/status
                     now, as vmhwm_kb in the report: read while mailslot
@@ -58,7 +59,7 @@ def main():
     ap.add_argument('--stderr')
     for name, nargs in (('send', None), ('send_file', None), ('repeat', 2),
                         ('pause', None), ('wait', None), ('run', None),
-                        ('shut', 0), ('hwm', 0)):
+                        ('shut', 0), ('hwm', 0), ('signal', None)):
         ap.add_argument('--' + name.replace('_', '-'), dest=name,
                         nargs=nargs, action=Step)
     ap.add_argument('cmd', nargs='*')
@@ -174,6 +175,9 @@ def main():
                 except OSError:
                     pass
             report['vmhwm_kb'] = kb
+        elif kind == 'signal':
+            if child is not None:
+                os.kill(child.pid, getattr(signal, 'SIG' + val.upper()))
         elif kind == 'run':
             subprocess.run(val, shell=True, check=False)
 
