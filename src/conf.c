@@ -47,6 +47,11 @@ static const struct key keys[] = {
 	{ K(terminal_delivery, T_BOOL),	"no",	0, 0, NULL },
 	{ K(accept_mail, T_BOOL),	"yes",	0, 0, NULL },
 	{ K(line_endings, T_ENUM),	"auto",	0, 0, line_ending_names },
+	{ K(tls_certificate, T_STRING),	"",	0, 0, NULL },
+	{ K(tls_key, T_STRING),		"",	0, 0, NULL },
+	{ K(tls_protocols, T_STRING),	"tlsv1.2,tlsv1.3", 0, 0, NULL },
+	{ K(tls_ciphers, T_STRING),	"secure", 0, 0, NULL },
+	{ K(tls_required, T_BOOL),	"no",	0, 0, NULL },
 };
 #undef K
 
@@ -272,6 +277,42 @@ conf_override(struct config *c, const char *kv, FILE *err)
 	return problems;
 }
 
+/*
+ * systemd's LoadCredential= puts the pair in $CREDENTIALS_DIRECTORY, so the
+ * key need never be readable by the mailslot account: when tls.crt and
+ * tls.key are there and no pair is configured, they are used.
+ */
+static int
+tls_paths(struct config *c, FILE *err)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+	if (c->tls_certificate[0] == '\0' && c->tls_key[0] == '\0' && dir != NULL) {
+		char *crt, *key;
+
+		if (asprintf(&crt, "%s/tls.crt", dir) == -1)
+			return 1;
+		if (asprintf(&key, "%s/tls.key", dir) == -1) {
+			free(crt);
+			return 1;
+		}
+		if (access(crt, R_OK) == 0 && access(key, R_OK) == 0) {
+			free(c->tls_certificate);
+			free(c->tls_key);
+			c->tls_certificate = crt;
+			c->tls_key = key;
+		} else {
+			free(crt);
+			free(key);
+		}
+	}
+	if ((c->tls_certificate[0] == '\0') != (c->tls_key[0] == '\0')) {
+		fprintf(err, "mailslot: tls_certificate and tls_key go together\n");
+		return 1;
+	}
+	return 0;
+}
+
 int
 conf_finish(struct config *c, FILE *err)
 {
@@ -311,6 +352,7 @@ conf_finish(struct config *c, FILE *err)
 		fprintf(err, "mailslot: maildir: empty path\n");
 		problems++;
 	}
+	problems += tls_paths(c, err);
 	return problems;
 }
 

@@ -27,6 +27,11 @@ struct config {
 	bool		 terminal_delivery;
 	bool		 accept_mail;
 	int		 line_endings;	/* enum line_endings */
+	char		*tls_certificate;
+	char		*tls_key;
+	char		*tls_protocols;
+	char		*tls_ciphers;
+	bool		 tls_required;
 };
 
 #define CONF_DEFAULT_FILE "/etc/mailslot/mailslot.conf"

@@ -25,6 +25,7 @@
 #include "maildir.h"
 #include "sd.h"
 #include "smtp.h"
+#include "tls.h"
 
 #define EXIT_PERM	100
 #define EXIT_TEMP	111
@@ -48,7 +49,8 @@ static const char help[] =
     "\n"
     "Keys: hostname, maildir, max_message_size, max_recipients, command_timeout,\n"
     "data_timeout, max_errors, min_free_space, vrfy, expn, terminal_delivery,\n"
-    "accept_mail, line_endings.  See mailslot(8) and mailslot.conf(5).\n";
+    "accept_mail, line_endings, tls_certificate, tls_key, tls_protocols,\n"
+    "tls_ciphers, tls_required.  See mailslot(8) and mailslot.conf(5).\n";
 
 static void
 on_term(int sig)
@@ -184,6 +186,8 @@ main(int argc, char *argv[], char *envp[])
 	fclose(problems);
 
 	if (check) {
+		if (nproblems == 0)
+			nproblems += tls_check(&conf, stderr);
 		fputs(problems_text, stderr);
 		if (nproblems == 0)
 			conf_dump(&conf, stdout);

@@ -28,6 +28,7 @@
 #include "data.h"
 #include "log.h"
 #include "smtp.h"
+#include "tls.h"
 
 #define LINE_MAX_CMD	512	/* RFC 5321 4.5.3.1.4, CRLF included */
 #define LINE_MAX_PATH	1024	/* MAIL and RCPT with ESMTP parameters (RFC 1870) */
@@ -45,7 +46,7 @@ enum reply {
 	RP_BAD_RCPT, RP_BAD_DOMAIN, RP_NOT_IMPLEMENTED, RP_BAD_SEQUENCE,
 	RP_BAD_TOPIC, RP_NO_MAIL, RP_NO_MAILBOX, RP_TOO_BIG, RP_NOT_ALLOWED,
 	RP_NON_ASCII, RP_NO_VALID_RCPTS, RP_LOOP, RP_BARE_EOL, RP_BAD_PARAM,
-	RP_LOST_SYNC,
+	RP_LOST_SYNC, RP_TLS_READY, RP_TLS_UNAVAILABLE, RP_TLS_REQUIRED,
 };
 
 #define F_HOST	0x1	/* the host name comes first (RFC 5321 4.2, RFC 1846) */
@@ -56,6 +57,7 @@ static const struct {
 	int		 flags;
 	const char	*text;		/* the seed's wording */
 } catalogue[] = {
+	[RP_TLS_READY] =	{ 220, "2.0.0", 0, "Ready to start TLS" },
 	[RP_OK] =		{ 250, "2.0.0", 0, "Requested mail action okay, completed" },
 	[RP_SENDER_OK] =		{ 250, "2.1.0", 0, "Requested mail action okay, completed" },
 	[RP_RCPT_OK] =		{ 250, "2.1.5", 0, "Requested mail action okay, completed" },
@@ -70,6 +72,7 @@ static const struct {
 	[RP_CONFIG] =		{ 421, "4.3.5", F_HOST, "Service not available, closing transmission channel" },
 	[RP_LOST_SYNC] =	{ 421, "4.5.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_LOCAL_ERROR] =	{ 451, "4.3.0", 0, "Requested action aborted: local error in processing" },
+	[RP_TLS_UNAVAILABLE] =	{ 454, "4.7.0", 0, "TLS not available due to temporary reason" },
 	[RP_NO_STORAGE] =	{ 452, "4.3.1", 0, "Requested action not taken: insufficient system storage" },
 	[RP_MAILBOX_FULL] =	{ 452, "4.2.2", 0, "Requested action not taken: insufficient system storage" },
 	[RP_TOO_MANY_RCPTS] =	{ 452, "4.5.3", 0, "Requested action not taken: insufficient system storage" },
@@ -83,6 +86,7 @@ static const struct {
 	[RP_NOT_IMPLEMENTED] =	{ 502, "5.5.1", 0, "Command not implemented" },
 	[RP_BAD_SEQUENCE] =	{ 503, "5.5.1", 0, "Bad sequence of commands" },
 	[RP_BAD_TOPIC] =		{ 504, "5.5.4", 0, "Command parameter not implemented" },
+	[RP_TLS_REQUIRED] =	{ 530, "5.7.0", 0, "Must issue a STARTTLS command first" },
 	[RP_NO_MAIL] =		{ 521, "5.3.2", F_HOST, "does not accept mail" },
 	[RP_NO_MAILBOX] =	{ 550, "5.1.1", 0, "Requested action not taken: mailbox unavailable" },
 	[RP_TOO_BIG] =		{ 552, "5.3.4", 0, "Requested mail action aborted: exceeded storage allocation" },
@@ -120,6 +124,7 @@ struct session {
 	const struct peer	*peer;
 	enum line_endings	 le;
 	bool			 greeted, esmtp, done;
+	bool			 tls;		/* STARTTLS completed */
 	char			 helo[ADDR_MAX_DOMAIN + 1];
 	long long		 errors;
 	unsigned		 ntx;
@@ -288,11 +293,13 @@ struct command {
 
 static void bdat_refused(struct session *, char *);
 static handler cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_bdat, cmd_rset,
+    cmd_starttls,
     cmd_vrfy, cmd_expn, cmd_help, cmd_noop, cmd_quit, cmd_turn;
 
 static bool vrfy_on(const struct config *c) { return c->vrfy; }
 static bool expn_on(const struct config *c) { return c->expn; }
 static bool send_on(const struct config *c) { return c->terminal_delivery; }
+static bool tls_on(const struct config *c) { return tls_offered(c); }
 /* RFC 2821 removed TURN: it hands the connection to a peer nobody checked. */
 static bool never(const struct config *c) { (void)c; return false; }
 
@@ -317,6 +324,7 @@ static const struct command commands[] = {
 	{ "NOOP", cmd_noop, S_ANY,	0,	NULL,	"NOOP [<string>]", NULL },
 	{ "QUIT", cmd_quit, S_ANY,	A_NONE,	NULL,	"QUIT", NULL },
 	{ "TURN", cmd_turn, S_ANY,	A_NONE,	never,	"TURN (not implemented)", NULL },
+	{ "STARTTLS", cmd_starttls, S_INIT | S_READY, A_NONE, tls_on, "STARTTLS", NULL },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -382,7 +390,7 @@ static void
 cmd_ehlo(struct session *s, const struct command *c, char *arg)
 {
 	const struct config *cf = s->conf;
-	const char *lines[16];
+	const char *lines[20];
 	char size[40];
 	int n = 0;
 
@@ -407,6 +415,8 @@ cmd_ehlo(struct session *s, const struct command *c, char *arg)
 		lines[n++] = "SEND";
 	lines[n++] = "SOML";
 	lines[n++] = "SAML";
+	if (tls_offered(cf) && !s->tls)
+		lines[n++] = "STARTTLS";
 	lines[n++] = "HELP";
 	lines[n] = NULL;
 	reply_lines(s, 250, NULL, lines);
@@ -441,6 +451,10 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 	const char *rest, *path = after_keyword(arg, "FROM:");
 	enum addr_status st;
 
+	if (s->conf->tls_required && !s->tls) {
+		reply(s, RP_TLS_REQUIRED, NULL);
+		return;
+	}
 	if (path == NULL) {
 		reply(s, RP_SYNTAX, "Syntax: %s FROM:<address>", c->verb);
 		return;
@@ -568,8 +582,10 @@ static const char *
 protocol(const struct session *s)
 {
 	if (!s->esmtp)
-		return "SMTP";
-	return s->tx->params.smtputf8 ? "UTF8SMTP" : "ESMTP";
+		return s->tls ? "SMTPS" : "SMTP";
+	if (s->tx->params.smtputf8)
+		return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
+	return s->tls ? "ESMTPS" : "ESMTP";
 }
 
 /*
@@ -607,6 +623,8 @@ write_trace(struct session *s, struct msg *m)
 		fprintf(f, "Delivered-To: %s\n", tx->rcpt[i].text);
 	fprintf(f, "Received: from %s (%s)\n\tby %s (mailslot) with %s id %s",
 	    s->helo, peer, s->conf->hostname, protocol(s), m->base);
+	if (s->tls && tls_describe(s->io) != NULL)
+		fprintf(f, "\n\t(using %s)", tls_describe(s->io));
 	if (tx->nrcpt == 1)
 		fprintf(f, "\n\tfor <%s>", tx->rcpt[0].text);
 	fprintf(f, "; %s\n", date);
@@ -945,7 +963,7 @@ cmd_help(struct session *s, const struct command *c, char *arg)
 
 	(void)c;
 	if (*arg == '\0') {
-		char verbs[128] = "";
+		char verbs[256] = "";
 		const char *lines[] = { "Commands:", verbs,
 		    "HELP <command> tells more; mail to postmaster reaches a person", NULL };
 
@@ -980,6 +998,45 @@ cmd_quit(struct session *s, const struct command *c, char *arg)
 	(void)c, (void)arg;
 	reply(s, RP_CLOSING, NULL);
 	s->done = true;
+}
+
+/*
+ * RFC 3207.  Whatever the client sent after the STARTTLS line arrived in
+ * plain text and is thrown away, never run inside TLS (CVE-2011-0411); and
+ * after the handshake the session starts over: HELO/EHLO again (4.2).
+ */
+static void
+cmd_starttls(struct session *s, const struct command *c, char *arg)
+{
+	struct tls_server *ts;
+	char why[256];
+
+	(void)c, (void)arg;
+	if (s->tls) {
+		reply(s, RP_BAD_SEQUENCE, "TLS already active");
+		return;
+	}
+	if ((ts = tls_prepare(s->conf, why, sizeof(why))) == NULL) {
+		log_msg(LOG_ERR, "event=tls error=\"%s\"", why);
+		reply(s, RP_TLS_UNAVAILABLE, NULL);
+		return;
+	}
+	reply(s, RP_TLS_READY, NULL);
+	if (io_flush(s->io) != IO_OK) {
+		s->done = true;
+		return;
+	}
+	io_discard_input(s->io);
+	if (tls_handshake(ts, s->io, (int)s->conf->command_timeout, why, sizeof(why)) == -1) {
+		log_msg(LOG_NOTICE, "event=tls result=failed error=\"%s\"", why);
+		s->done = true;
+		return;
+	}
+	txn_free(s);
+	s->greeted = s->esmtp = false;
+	s->helo[0] = '\0';
+	s->tls = true;
+	log_msg(LOG_INFO, "event=tls result=ok using=\"%s\"", tls_describe(s->io));
 }
 
 static void
