@@ -54,6 +54,8 @@
 #     lines) to COMMAND, and fails unless the session went on to 221.
 #   ms_replies: the replies on stdin (as smtp_pipe prints them), one
 #     complete reply per line, continuation lines joined with " | ".
+#   ms_nth_reply N: the Nth complete reply (1 = greeting) of the replies
+#     on stdin, its lines one a line.
 #   assert_reply CODE ENH TEXT: $output is exactly one line
 #     "CODE ENH [detail: ]TEXT" (ENH "-" for none).
 #
@@ -262,6 +264,10 @@ ms_replies() {
 	awk '{ buf = buf (buf == "" ? "" : " | ") $0 }
 	     /^[0-9][0-9][0-9]( |$)/ || !/^[0-9][0-9][0-9]-/ { print buf; buf = "" }
 	     END { if (buf != "") print buf }'
+}
+
+ms_nth_reply() {
+	ms_replies | sed -n "${1}p" | sed 's/ | /\n/g'
 }
 
 reply_to() {
