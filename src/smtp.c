@@ -1027,7 +1027,7 @@ cmd_starttls(struct session *s, const struct command *c, char *arg)
 		return;
 	}
 	io_discard_input(s->io);
-	if (tls_handshake(ts, s->io, (int)s->conf->command_timeout, why, sizeof(why)) == -1) {
+	if (tls_start(ts, s->io, (int)s->conf->command_timeout, why, sizeof(why)) == -1) {
 		log_msg(LOG_NOTICE, "event=tls result=failed error=\"%s\"", why);
 		s->done = true;
 		return;

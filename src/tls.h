@@ -32,7 +32,7 @@ struct tls_server *tls_prepare(const struct config *, char *why, size_t);
  * away; within `timeout` seconds.  On success io's transport is TLS.  -1
  * and a reason when it fails: the session cannot go on.
  */
-int tls_handshake(struct tls_server *, struct io *, int timeout, char *why, size_t);
+int tls_start(struct tls_server *, struct io *, int timeout, char *why, size_t);
 
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", for Received and the log. */
 const char *tls_describe(const struct io *);
@@ -51,7 +51,7 @@ tls_prepare(const struct config *c, char *why, size_t n)
 	return NULL;
 }
 static inline int
-tls_handshake(struct tls_server *t, struct io *io, int timeout, char *why, size_t n)
+tls_start(struct tls_server *t, struct io *io, int timeout, char *why, size_t n)
 {
 	(void)t, (void)io, (void)timeout;
 	snprintf(why, n, "built without TLS");
