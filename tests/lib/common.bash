@@ -100,32 +100,19 @@ ms_cmd() {
 	MS_CMD+=("$MAILSLOT" "${MS_OPTS[@]}" "$@")
 }
 
-# Raw replies on stdin -> CRLF turned into newlines, other line ends marked.
+# Raw replies in FILE -> CRLF turned into newlines, other line ends marked.
 ms_show_replies() {
-	python3 -c '
-import sys
-data = sys.stdin.buffer.read()
-out = []
-for line in data.split(b"\n"):
-    out.append(line)
-last = out.pop()        # after the final LF: empty if the data ended in one
-res = []
-for l in out:
-    if l.endswith(b"\r"):
-        res.append(l[:-1])
-    else:
-        res.append(l + b" <no CRLF>")
-if last:
-    res.append(last + b" <no CRLF>")
-sys.stdout.buffer.write(b"".join(x + b"\n" for x in res))
-'
+	sed -e 's/\r$//' -e t -e 's/$/ <no CRLF>/' "$1"
+	if [ -s "$1" ] && [ -n "$(tail -c 1 "$1" | tr -d '\n')" ]; then
+		echo ' <no CRLF>'
+	fi
 }
 
 ms_run_stdin() {
 	local rc=0
 	ms_cmd "$@"
 	"${MS_CMD[@]}" >"$MS_DIR/replies" 2>"$MS_DIR/log" || rc=$?
-	ms_show_replies <"$MS_DIR/replies"
+	ms_show_replies "$MS_DIR/replies"
 	return "$rc"
 }
 
@@ -153,7 +140,7 @@ smtp_exec() {
 	python3 "$MS_CLIENT" --exec --out "$MS_DIR/replies" \
 		--report "$MS_DIR/report" --stderr "$MS_DIR/log" \
 		"${steps[@]}" -- "${MS_CMD[@]}" || rc=$?
-	ms_show_replies <"$MS_DIR/replies"
+	ms_show_replies "$MS_DIR/replies"
 	return "$rc"
 }
 
@@ -228,7 +215,7 @@ smtp_sock() {
 	[ -n "$MS_PORT" ] || fail "smtp_sock: ms_listen first"
 	python3 "$MS_CLIENT" --port "$MS_PORT" --out "$MS_DIR/replies" \
 		--report "$MS_DIR/report" "$@" || rc=$?
-	ms_show_replies <"$MS_DIR/replies"
+	ms_show_replies "$MS_DIR/replies"
 	return "$rc"
 }
 
