@@ -59,6 +59,11 @@
 #   assert_reply CODE ENH TEXT: $output is exactly one line
 #     "CODE ENH [detail: ]TEXT" (ENH "-" for none).
 #
+# Comparing bytes:
+#   ms_assert_same EXPECTED GOT [TITLE]: the two files are byte for byte
+#     the same, else fail showing both (CR as \r, other controls as ^X)
+#     and a diff.
+#
 # Maildir helpers: ms_new_count, ms_tmp_count, ms_new_file (the only file in
 # new/, fails unless there is exactly one).
 
@@ -282,4 +287,25 @@ assert_reply() {
 	fi
 	assert_equal "$(printf '%s\n' "$output" | grep -c '')" 1
 	assert_output --regexp "$re"
+}
+
+# FILE with CR shown as \r (and a $ at each line end), for failure output.
+ms_visible() {
+	sed -e 's/\r/\\r/g' -e 's/$/$/' "$1" | cat -v
+}
+
+ms_assert_same() {
+	local want=$1 got=$2 title=${3:-bytes differ}
+	if ! cmp -s "$want" "$got"; then
+		{
+			echo "-- $title --"
+			echo "expected ($want):"
+			ms_visible "$want"
+			echo "got ($got):"
+			ms_visible "$got"
+			echo "diff:"
+			diff -u <(ms_visible "$want") <(ms_visible "$got")
+			echo "--"
+		} | fail
+	fi
 }

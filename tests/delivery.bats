@@ -1,0 +1,275 @@
+#!/usr/bin/env bats
+# What ends up in the Maildir: the exact bytes, the trace headers, the
+# file names, and the end-of-data codes 250, 552 and 554.
+
+load 'lib/common'
+
+setup() { ms_setup; }
+teardown() { ms_teardown; }
+
+EMR='EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\n'
+
+# The stored file, normalised, against printf %b of $1.
+assert_stored() {
+	local f
+	f=$(ms_new_file)
+	ms_normalize_msg <"$f" >"$MS_DIR/stored"
+	printf '%b' "$1" >"$MS_DIR/expected"
+	ms_assert_same "$MS_DIR/expected" "$MS_DIR/stored" 'stored message'
+}
+
+TRACE_PIPE='Return-Path: <a@b.example>\nDelivered-To: bob@example.org\nReceived: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id ID\n\tfor <bob@example.org>; DATE\n'
+
+@test "250: the stored bytes: trace headers, LF endings, dot-unstuffed" {
+	run smtp_pipe "${EMR}DATA\r\nSubject: x\r\nFrom: a@b.example\r\n\r\nhi\r\n..leading dot\r\n...\r\n.\r\nQUIT\r\n"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_stored "${TRACE_PIPE}Subject: x\nFrom: a@b.example\n\nhi\n.leading dot\n..\n"
+	assert_equal "$(ms_tmp_count)" 0
+}
+
+@test "250: the Received id is the queue id in the file name; S= and W= are right" {
+	run smtp_pipe "${EMR}DATA\r\nSubject: x\r\n\r\nline one\r\nline two\r\n.\r\nQUIT\r\n"
+	assert_success
+	local f name id size lfs
+	f=$(ms_new_file)
+	name=${f##*/}
+	assert_line "250 2.0.0 queued as $name: Requested mail action okay, completed"
+	[[ $name =~ ^([0-9]+\.M[0-9]{6}P[0-9]+Q[0-9]+)\.mx\.test,S=([0-9]+),W=([0-9]+)$ ]] ||
+		fail "not a Courier/Dovecot name: $name"
+	id=${BASH_REMATCH[1]}
+	grep -qF "with ESMTP id $id" "$f" || fail "Received does not carry id $id"
+	size=$(stat -c %s "$f")
+	lfs=$(tr -cd '\n' <"$f" | wc -c)
+	assert_equal "${BASH_REMATCH[2]}" "$size"
+	assert_equal "${BASH_REMATCH[3]}" "$((size + lfs))"
+	run stat -c %a "$f"
+	assert_output 600
+}
+
+@test "250: the file is in new/ when the 250 arrives" {
+	run smtp_exec --send "${EMR}DATA\r\n\r\nhi\r\n.\r\n" --wait '250 2.0.0 queued as ' \
+	    --run "ls '$MS_MAILDIR/new' >'$MS_DIR/seen'" --send 'QUIT\r\n'
+	assert_success
+	local name
+	name=$(sed -n 's/^250 2\.0\.0 queued as \([^ :]*\): .*/\1/p' <<<"$output")
+	assert_equal "$(cat "$MS_DIR/seen")" "$name"
+}
+
+@test "250: several recipients: one copy, a Delivered-To each in order, no 'for'" {
+	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<one@example.org>\r\nRCPT TO:<x/y@example.org>\r\nRCPT TO:<two@example.net>\r\nRCPT TO:<one@example.org>\r\nRCPT TO:<postmaster>\r\nDATA\r\n\r\nbody\r\n.\r\nQUIT\r\n'
+	assert_success
+	assert_stored 'Return-Path: <a@b.example>\nDelivered-To: one@example.org\nDelivered-To: two@example.net\nDelivered-To: postmaster\nReceived: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id ID; DATE\n\nbody\n'
+}
+
+@test "250: the null sender gives Return-Path: <>" {
+	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: bounce\r\n\r\n.\r\nQUIT\r\n'
+	assert_success
+	assert_stored 'Return-Path: <>\nDelivered-To: bob@example.org\nReceived: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id ID\n\tfor <bob@example.org>; DATE\nSubject: bounce\n\n'
+}
+
+@test "250: Received says SMTP after HELO, UTF8SMTP with SMTPUTF8" {
+	run smtp_pipe 'HELO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n\r\n.\r\nQUIT\r\n'
+	assert_success
+	run grep -c '^	by mx.test (mailslot) with SMTP id ' "$(ms_new_file)"
+	assert_output 1
+	rm -f "$MS_MAILDIR"/new/*
+	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<j\xc3\xb6rg@b.example> SMTPUTF8\r\nRCPT TO:<b\xc3\xb8b@example.org>\r\nDATA\r\n\r\n.\r\nQUIT\r\n'
+	assert_success
+	assert_stored 'Return-Path: <j\xc3\xb6rg@b.example>\nDelivered-To: b\xc3\xb8b@example.org\nReceived: from c.example (unknown)\n\tby mx.test (mailslot) with UTF8SMTP id ID\n\tfor <b\xc3\xb8b@example.org>; DATE\n\n'
+}
+
+@test "250: every octet value but CR and LF is stored as sent" {
+	python3 -c '
+import sys
+body = bytes(b for b in range(256) if b not in (10, 13))
+open(sys.argv[1], "wb").write(b"EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=8BITMIME\r\n"
+    b"RCPT TO:<bob@example.org>\r\nDATA\r\n\r\n" + body + b"\r\n" + body + b"\r\n.\r\nQUIT\r\n")
+open(sys.argv[2], "wb").write(b"\n" + body + b"\n" + body + b"\n")
+' "$MS_DIR/in" "$MS_DIR/body"
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	# the body is what follows the trace headers' last line
+	python3 -c '
+import sys
+data = open(sys.argv[1], "rb").read()
+i = data.index(b"; ", data.index(b"\n\tfor <bob@example.org>"))
+sys.stdout.buffer.write(data[data.index(b"\n", i) + 1:])
+' "$(ms_new_file)" >"$MS_DIR/got"
+	ms_assert_same "$MS_DIR/body" "$MS_DIR/got" 'stored body'
+}
+
+@test "250: two transactions in a session give two files" {
+	run smtp_pipe "${EMR}DATA\r\n\r\none\r\n.\r\nMAIL FROM:<c@d.example>\r\nRCPT TO:<eve@example.org>\r\nDATA\r\n\r\ntwo\r\n.\r\nQUIT\r\n"
+	assert_success
+	assert_equal "$(grep -c '^250 2\.0\.0 queued as ' <<<"$output")" 2
+	assert_equal "$(ms_new_count)" 2
+	run grep -l '^two$' "$MS_MAILDIR"/new/*
+	assert_success
+	run grep -c '^Delivered-To: eve@example.org$' "$output"
+	assert_output 1
+	run grep -c '^Return-Path: <c@d.example>$' "$(grep -l '^two$' "$MS_MAILDIR"/new/*)"
+	assert_output 1
+}
+
+@test "250: the peer address from the socket is in Received" {
+	ms_listen
+	run smtp_sock --send "${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	run grep -c '^Received: from c.example (unknown \[127\.0\.0\.1\])$' "$(ms_new_file)"
+	assert_output 1
+}
+
+@test "250: TCPREMOTEIP and TCPREMOTEHOST from the launcher are in Received" {
+	TCPREMOTEIP=192.0.2.7 TCPREMOTEHOST=client.example run smtp_pipe "${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	assert_success
+	run grep -c '^Received: from c.example (client.example \[192\.0\.2\.7\])$' "$(ms_new_file)"
+	assert_output 1
+}
+
+@test "250: a launcher's bad TCPREMOTEHOST / TCPREMOTEIP cannot add a header line" {
+	TCPREMOTEIP=$'192.0.2.7\nX-Injected: ip' TCPREMOTEHOST=$'evil.example\nX-Injected: host' \
+	    run smtp_pipe "${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	assert_success
+	local f
+	f=$(ms_new_file)
+	run grep -c 'X-Injected' "$f"
+	assert_output 0
+	run grep -c '^Received: from c.example (unknown)$' "$f"
+	assert_output 1
+}
+
+# ---- 552: max_message_size ----------------------------------------------------
+
+# A body of exactly $1 octets counted with CRLF: lines of 98 "x" + CRLF,
+# then one shorter line.
+body_of() {
+	local n=$1 full=$(($1 / 100)) rest=$(($1 % 100)) i
+	for ((i = 0; i < full; i++)); do
+		printf '%098d\r\n' 0
+	done
+	if [ "$rest" -ge 2 ]; then
+		printf '%0*d\r\n' $((rest - 2)) 0
+	elif [ "$rest" = 1 ]; then
+		fail "body_of: cannot make a remainder of 1"
+	fi
+}
+
+@test "552: exactly max_message_size passes, one octet over fails (CRLF counted)" {
+	# 1000 octets with CRLF, 990 as stored with LF
+	{ printf '%b' "${EMR}DATA\r\n"; body_of 1000; printf '.\r\nQUIT\r\n'; } >"$MS_DIR/in"
+	run smtp_pipe_file "$MS_DIR/in" -o max_message_size=1000
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(ms_new_count)" 1
+	run smtp_pipe_file "$MS_DIR/in" -o max_message_size=999
+	assert_success
+	assert_line --index -2 --regexp '^552 5\.3\.4 ([^ ].*: )?Requested mail action aborted: exceeded storage allocation$'
+	assert_equal "$(ms_new_count)" 1
+	assert_equal "$(ms_tmp_count)" 0
+}
+
+@test "552: a doubled leading dot is not counted (RFC 1870)" {
+	# "..\r\n" is stored as ".\n": 3 octets with CRLF
+	run smtp_pipe "${EMR}DATA\r\n..\r\n.\r\nQUIT\r\n" -o max_message_size=3
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+}
+
+@test "552: far over the limit; the session goes on and the next message passes" {
+	{
+		printf '%b' "${EMR}DATA\r\n"
+		body_of 100000
+		printf '.\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nsmall\r\n.\r\nQUIT\r\n'
+	} >"$MS_DIR/in"
+	run smtp_pipe_file "$MS_DIR/in" -o max_message_size=1000
+	assert_success
+	local replies=$output
+	run ms_nth_reply 6 <<<"$replies"
+	assert_output --regexp '^552 5\.3\.4 '
+	run ms_nth_reply 10 <<<"$replies"
+	assert_output --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(ms_new_count)" 1
+	grep -q '^small$' "$(ms_new_file)"
+	assert_equal "$(ms_tmp_count)" 0
+}
+
+# ---- 554: mail loop and strict line endings -------------------------------------
+
+received_lines() {
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		printf 'Received: from h%d.example by h%d.example; Tue, 1 Dec 2026 08:00:00 +0000\r\n' "$i" "$((i + 1))"
+	done
+}
+
+@test "554 5.4.6: 51 Received headers are a loop; 50 pass" {
+	{ printf '%b' "${EMR}DATA\r\n"; received_lines 50; printf 'Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n'; } >"$MS_DIR/in"
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	{ printf '%b' "${EMR}DATA\r\n"; received_lines 51; printf 'Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n'; } >"$MS_DIR/in"
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --index -2 --regexp '^554 5\.4\.6 ([^ ].*: )?Transaction failed$'
+	assert_equal "$(ms_new_count)" 1
+	assert_equal "$(ms_tmp_count)" 0
+}
+
+@test "554 5.4.6: the header name is matched in any case; folded lines count once" {
+	{
+		printf '%b' "${EMR}DATA\r\n"
+		received_lines 49
+		printf 'RECEIVED: from x\r\n\tby y; Tue, 1 Dec 2026 08:00:00 +0000\r\n'
+		printf 'received: from z\r\n\r\nhi\r\n.\r\nQUIT\r\n'
+	} >"$MS_DIR/in"
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --index -2 --regexp '^554 5\.4\.6 '
+	{
+		printf '%b' "${EMR}DATA\r\n"
+		received_lines 49
+		printf 'Received: from x\r\n\tReceived: folded\r\n Received: folded\r\n\r\nhi\r\n.\r\nQUIT\r\n'
+	} >"$MS_DIR/in"
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+}
+
+@test "554 5.4.6: Received lines in the body do not count" {
+	{ printf '%b' "${EMR}DATA\r\nSubject: x\r\n\r\n"; received_lines 60; printf '.\r\nQUIT\r\n'; } >"$MS_DIR/in"
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+}
+
+@test "554 in line_endings=strict: bare LF, after the real CRLF.CRLF" {
+	run smtp_pipe "${EMR}DATA\r\nSubject: x\r\n\r\nbare\nLF\r\n.\nstill data\r\n.\r\nNOOP\r\nQUIT\r\n" -o line_endings=strict
+	assert_success
+	local replies=$output
+	run ms_nth_reply 6 <<<"$replies"
+	assert_output --regexp '^554 5\.[0-9]+\.[0-9]+ ([^ ].*: )?Transaction failed$'
+	run ms_nth_reply 7 <<<"$replies"
+	assert_output '250 2.0.0 Requested mail action okay, completed'
+	assert_equal "$(ms_new_count)" 0
+	assert_equal "$(ms_tmp_count)" 0
+}
+
+@test "554 in line_endings=strict: bare CR" {
+	run smtp_pipe "${EMR}DATA\r\nSubject: x\r\n\r\nbare\rCR\r\n.\r\nNOOP\r\nQUIT\r\n" -o line_endings=strict
+	assert_success
+	local replies=$output
+	run ms_nth_reply 6 <<<"$replies"
+	assert_output --regexp '^554 5\.[0-9]+\.[0-9]+ ([^ ].*: )?Transaction failed$'
+	run ms_nth_reply 7 <<<"$replies"
+	assert_output '250 2.0.0 Requested mail action okay, completed'
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "line_endings=strict: a clean message is delivered" {
+	run smtp_pipe "${EMR}DATA\r\nSubject: x\r\n\r\nclean\r\n.\r\nQUIT\r\n" -o line_endings=strict
+	assert_success
+	assert_stored "${TRACE_PIPE}Subject: x\n\nclean\n"
+}
