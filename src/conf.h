@@ -27,6 +27,13 @@ struct config {
 	bool		 terminal_delivery;
 	bool		 accept_mail;
 	int		 line_endings;	/* enum line_endings */
+	char		*mailboxes;	/* "" unset: everything goes to maildir */
+	char		*domains;	/* "" any */
+	char		*aliases;
+	char		*forward_command;
+	char		*quota;		/* default Maildir++ quota, "" none */
+	char		*recipient_delimiter;
+	char		*user;
 	char		*tls_certificate;
 	char		*tls_key;
 	char		*tls_protocols;

@@ -13,13 +13,17 @@
 #include <sys/statvfs.h>
 #include <sys/time.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "maildir.h"
 
 static int
@@ -87,8 +91,35 @@ maildir_free(const struct maildir *md, uint64_t *avail)
 	return 0;
 }
 
+/*
+ * A message with no Maildir to go to (only forwards and terminals): an
+ * unnamed file in $TMPDIR, gone when closed.
+ */
 int
-msg_open(struct msg *m, struct maildir *md)
+msg_open_spool(struct msg *m, char *buf, size_t cap)
+{
+	const char *dir = getenv("TMPDIR");
+
+	memset(m, 0, sizeof(*m));
+	m->buf = buf;
+	m->cap = cap;
+	if (dir == NULL || *dir != '/')
+		dir = "/tmp";
+	m->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (m->fd == -1) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/mailslot.XXXXXX", dir);
+		if ((m->fd = mkostemp(path, O_CLOEXEC)) == -1)
+			return -1;
+		unlink(path);
+	}
+	snprintf(m->base, sizeof(m->base), "spool");
+	return 0;
+}
+
+int
+msg_open(struct msg *m, struct maildir *md, char *buf, size_t cap)
 {
 	static unsigned long counter;
 	struct timeval tv;
@@ -96,7 +127,9 @@ msg_open(struct msg *m, struct maildir *md)
 	m->md = md;
 	m->err = 0;
 	m->discard = false;
-	m->octets = m->lines = 0;
+	m->octets = m->lines = m->mark = m->mark_lines = 0;
+	m->buf = buf;
+	m->cap = cap;
 	m->len = 0;
 	for (int tries = 0; tries < 10; tries++) {
 		gettimeofday(&tv, NULL);
@@ -104,7 +137,7 @@ msg_open(struct msg *m, struct maildir *md)
 		    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), ++counter);
 		snprintf(m->tmpname, sizeof(m->tmpname), "%s.%s", m->base, md->host);
 		m->fd = openat(md->tmp, m->tmpname,
-		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (m->fd != -1)
 			return 0;
 		if (errno != EEXIST)
@@ -143,7 +176,7 @@ msg_wrote(struct msg *m, size_t n, uint64_t lines)
 	m->len += n;
 	m->octets += n;
 	m->lines += lines;
-	if (sizeof(m->buf) - m->len < 512)
+	if (m->cap - m->len < 512)
 		flush(m);
 }
 
@@ -159,12 +192,16 @@ msg_put(struct msg *m, const char *p, size_t n)
 		memcpy(room, p, k);
 		for (size_t i = 0; i < k; i++)
 			lf += p[i] == '\n';
-		msg_wrote(m, k, lf);
-		if (k == cap)
+		m->len += k;
+		m->octets += k;
+		m->lines += lf;
+		if (m->len == m->cap)
 			flush(m);
 		p += k;
 		n -= k;
 	}
+	if (m->cap - m->len < 512)
+		flush(m);	/* msg_room always leaves the decoder room */
 }
 
 void
@@ -187,16 +224,22 @@ msg_abort(struct msg *m)
 }
 
 int
-msg_commit(struct msg *m, char *name, size_t namesize)
+msg_sync(struct msg *m)
 {
-	int e, fd = m->fd;
-
 	flush(m);
+	if (m->err == 0 && fsync(m->fd) == -1)
+		m->err = errno;
+	return m->err;
+}
+
+int
+msg_publish(struct msg *m, char *name, size_t namesize)
+{
+	int fd = m->fd;
+
 	m->fd = -1;
-	if (m->err == 0 && fsync(fd) == -1)
-		m->err = errno;
 	if (close(fd) == -1 && m->err == 0)
-		m->err = errno;
+		m->err = errno;		/* NFS and quotas report here */
 	if (m->err != 0)
 		goto fail;
 	if ((size_t)snprintf(name, namesize, "%s.%s,S=%" PRIu64 ",W=%" PRIu64,
@@ -218,7 +261,280 @@ msg_commit(struct msg *m, char *name, size_t namesize)
 	m->tmpname[0] = '\0';
 	return 0;
 fail:
-	e = m->err;
 	msg_abort(m);
-	return e;
+	return m->err;
+}
+
+int
+msg_commit(struct msg *m, char *name, size_t namesize)
+{
+	if (msg_sync(m) != 0) {
+		msg_abort(m);
+		return m->err;
+	}
+	return msg_publish(m, name, namesize);
+}
+
+void
+msg_unpublish(struct msg *m, const char *name)
+{
+	unlinkat(m->md->new, name, 0);
+	fsync(m->md->new);
+}
+
+int
+msg_copy_from(struct msg *dst, struct msg *src, uint64_t off, uint64_t len,
+    uint64_t lines)
+{
+	loff_t in = (loff_t)off;
+	uint64_t left = len;
+	bool fallback = false;
+
+	flush(dst);
+	while (dst->err == 0 && left > 0) {
+		ssize_t n;
+
+		if (!fallback) {
+			/* In the kernel, and a reflink where the file system can. */
+			n = copy_file_range(src->fd, &in, dst->fd, NULL,
+			    left > (1 << 30) ? (1 << 30) : (size_t)left, 0);
+			if (n == -1 && (errno == EXDEV || errno == ENOSYS ||
+			    errno == EINVAL || errno == EOPNOTSUPP)) {
+				fallback = true;
+				continue;
+			}
+		} else {
+			n = pread(src->fd, dst->buf, left < dst->cap ? (size_t)left : dst->cap, in);
+			if (n > 0) {
+				dst->len = (size_t)n;
+				flush(dst);
+				in += n;
+			}
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			dst->err = n == 0 ? EIO : errno;
+			break;
+		}
+		left -= (uint64_t)n;
+	}
+	dst->octets += len;
+	dst->lines += lines;
+	return dst->err;
+}
+
+bool
+maildir_room(const char *path, uint64_t min_free, uint64_t size)
+{
+	struct statvfs sv;
+	uint64_t avail;
+
+	if (statvfs(path, &sv) == -1)
+		return true;	/* the write itself will tell */
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return avail >= min_free && avail - min_free >= size;
+}
+
+/* ---- Maildir++ quota ------------------------------------------------------ */
+
+struct quota {
+	uint64_t	max_bytes, max_count;	/* 0: no limit */
+	int64_t		bytes, count;
+};
+
+/* "NS,MC" (either part alone), or a plain size with k/M/G: N octets. */
+static bool
+quota_def(const char *def, struct quota *q)
+{
+	const char *p = def;
+
+	q->max_bytes = q->max_count = 0;
+	if (*p == '\0')
+		return false;
+	while (*p != '\0') {
+		char *end;
+		unsigned long long n;
+
+		if (*p < '0' || *p > '9')
+			return false;
+		errno = 0;
+		n = strtoull(p, &end, 10);
+		if (errno != 0)
+			return false;
+		switch (*end) {
+		case 'S':		q->max_bytes = n; end++; break;
+		case 'C':		q->max_count = n; end++; break;
+		case 'k': case 'K':	q->max_bytes = n << 10; end++; break;
+		case 'm': case 'M':	q->max_bytes = n << 20; end++; break;
+		case 'g': case 'G':	q->max_bytes = n << 30; end++; break;
+		case '\0': case ',':	q->max_bytes = n; break;
+		default:		return false;
+		}
+		if (*end == ',')
+			end++;
+		else if (*end != '\0')
+			return false;
+		p = end;
+	}
+	return true;
+}
+
+bool
+quota_valid(const char *def)
+{
+	struct quota q;
+
+	return *def == '\0' || quota_def(def, &q);
+}
+
+/* Octets and files under one Maildir's new/ and cur/. */
+static void
+usage_of(const char *dir, struct quota *q)
+{
+	static const char *const subs[] = { "new", "cur" };
+
+	for (int i = 0; i < 2; i++) {
+		char path[PATH_MAX];
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
+		if ((d = opendir(path)) == NULL)
+			continue;
+		while ((e = readdir(d)) != NULL) {
+			const char *sz;
+			struct stat st;
+
+			if (e->d_name[0] == '.')
+				continue;
+			if ((sz = strstr(e->d_name, ",S=")) != NULL)
+				q->bytes += strtoll(sz + 3, NULL, 10);
+			else if (fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+				q->bytes += st.st_size;
+			q->count++;
+		}
+		closedir(d);
+	}
+}
+
+/* Write a new maildirsize from a scan of the mailbox and its folders. */
+static int
+quota_create(const char *root, const char *def)
+{
+	char tmp[PATH_MAX], path[PATH_MAX], line[128];
+	struct quota q = { 0 };
+	DIR *d;
+	struct dirent *e;
+	int fd, n;
+
+	usage_of(root, &q);
+	if ((d = opendir(root)) != NULL) {
+		while ((e = readdir(d)) != NULL)
+			if (e->d_name[0] == '.' && strcmp(e->d_name, ".") != 0 &&
+			    strcmp(e->d_name, "..") != 0) {
+				snprintf(path, sizeof(path), "%s/%s", root, e->d_name);
+				usage_of(path, &q);
+			}
+		closedir(d);
+	}
+	snprintf(tmp, sizeof(tmp), "%s/tmp/maildirsize.%ld", root, (long)getpid());
+	snprintf(path, sizeof(path), "%s/maildirsize", root);
+	n = snprintf(line, sizeof(line), "%s\n%" PRId64 " %" PRId64 "\n", def, q.bytes, q.count);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) == -1)
+		return -1;
+	if (write(fd, line, (size_t)n) != n || fsync(fd) == -1) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	close(fd);
+	/* Someone else's, written meanwhile, is as good as this one. */
+	if (link(tmp, path) == -1 && errno != EEXIST) {
+		unlink(tmp);
+		return -1;
+	}
+	unlink(tmp);
+	return 0;
+}
+
+static int
+quota_read(const char *root, const char *deflt, struct quota *q, bool *in_force)
+{
+	char path[PATH_MAX], *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+	bool first = true, ok = true;
+
+	*in_force = false;
+	memset(q, 0, sizeof(*q));
+	snprintf(path, sizeof(path), "%s/maildirsize", root);
+	if ((f = fopen(path, "re")) == NULL) {
+		if (errno != ENOENT)
+			return -1;
+		if (*deflt == '\0')
+			return 0;		/* no quota at all */
+		if (quota_create(root, deflt) == -1 || (f = fopen(path, "re")) == NULL)
+			return -1;
+	}
+	while (ok && getline(&line, &cap, f) != -1) {
+		long long b, c;
+		char extra;
+
+		line[strcspn(line, "\n")] = '\0';
+		if (first) {
+			first = false;
+			ok = quota_def(line, q);
+		} else if (sscanf(line, "%lld %lld %c", &b, &c, &extra) == 2) {
+			q->bytes += b;
+			q->count += c;
+		} else if (line[0] != '\0')
+			ok = false;
+	}
+	free(line);
+	fclose(f);
+	if (!ok || first) {
+		log_msg(LOG_ERR, "event=error op=quota path=%s error=\"malformed maildirsize\"",
+		    path);
+		errno = EINVAL;
+		return -1;
+	}
+	*in_force = true;
+	return 0;
+}
+
+enum quota_status
+quota_check(const char *root, const char *deflt, uint64_t size)
+{
+	struct quota q;
+	bool in_force;
+
+	if (quota_read(root, deflt, &q, &in_force) == -1)
+		return QUOTA_BROKEN;
+	if (!in_force)
+		return QUOTA_OK;
+	if (size == 0)
+		size = 1;	/* any message at all */
+	if (q.max_bytes != 0 && (q.bytes < 0 ? 0 : (uint64_t)q.bytes) + size > q.max_bytes)
+		return QUOTA_OVER;
+	if (q.max_count != 0 && (q.count < 0 ? 0 : (uint64_t)q.count) + 1 > q.max_count)
+		return QUOTA_OVER;
+	return QUOTA_OK;
+}
+
+void
+quota_charge(const char *root, uint64_t size)
+{
+	char path[PATH_MAX], line[64];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/maildirsize", root);
+	/* Only where a quota is kept; one write() with O_APPEND is atomic. */
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return;
+	n = snprintf(line, sizeof(line), "%" PRIu64 " 1\n", size);
+	if (write(fd, line, (size_t)n) != n)
+		log_msg(LOG_ERR, "event=error op=quota path=%s error=\"%s\"", path,
+		    strerror(errno));
+	close(fd);
 }

@@ -27,10 +27,11 @@ struct msg {
 	int		 err;		/* first errno; later writes are dropped */
 	bool		 discard;	/* keep nothing (the message is refused) */
 	uint64_t	 octets, lines;	/* as stored: S= is octets, W= is both */
-	size_t		 len;
+	uint64_t	 mark, mark_lines; /* the octets and lines of the trace headers */
+	char		*buf;		/* the write buffer, cap octets */
+	size_t		 len, cap;
 	char		 base[64];	/* "<sec>.M<usec>P<pid>Q<n>": the queue id */
 	char		 tmpname[MSG_NAMESIZE];
-	char		 buf[MSG_BUFSIZE];
 };
 
 /* Open (creating, 0700, when missing) the Maildir at `path`; -1 and errno. */
@@ -39,8 +40,11 @@ int maildir_open(struct maildir *, const char *path, const char *hostname);
 /* Octets free for unprivileged users on the Maildir's file system, or -1. */
 int maildir_free(const struct maildir *, uint64_t *);
 
-/* Start a message: a new file in tmp/.  -1 and errno. */
-int msg_open(struct msg *, struct maildir *);
+/* Start a message: a new file in tmp/, written through `buf`.  -1 and errno. */
+int msg_open(struct msg *, struct maildir *, char *buf, size_t cap);
+
+/* An unnamed message file that no Maildir will see (forwards, terminals). */
+int msg_open_spool(struct msg *, char *buf, size_t cap);
 
 /* Append octets that the caller already has (headers). */
 void msg_put(struct msg *, const char *, size_t);
@@ -48,7 +52,7 @@ void msg_put(struct msg *, const char *, size_t);
 /* Room to decode into directly, and how much of it was then used. */
 static inline char *msg_room(struct msg *m, size_t *cap)
 {
-	*cap = sizeof(m->buf) - m->len;
+	*cap = m->cap - m->len;
 	return m->buf + m->len;
 }
 void msg_wrote(struct msg *, size_t n, uint64_t lines);
@@ -58,6 +62,34 @@ void msg_discard(struct msg *);
 
 /* Make it durable and visible in new/; `name` gets its file name.  0 or an errno. */
 int msg_commit(struct msg *, char *name, size_t namesize);
+
+/*
+ * The same in two steps, for several copies that must all be durable
+ * before any is visible: msg_sync writes and fsyncs (the file stays open
+ * and readable), msg_publish closes, links into new/ and fsyncs new/.
+ * msg_unpublish takes a published copy back out of new/.
+ */
+int msg_sync(struct msg *);
+int msg_publish(struct msg *, char *name, size_t namesize);
+void msg_unpublish(struct msg *, const char *name);
+
+/* Append `len` octets of `src`'s file from `off` on (the body, for another copy). */
+int msg_copy_from(struct msg *dst, struct msg *src, uint64_t off, uint64_t len,
+    uint64_t lines);
+
+/* Is there room for `size` octets on `path`'s file system beyond `min_free`? */
+bool maildir_room(const char *path, uint64_t min_free, uint64_t size);
+
+/*
+ * Maildir++ quota (the maildirsize file, as Courier and Dovecot keep it):
+ * the mailbox's own definition wins over `deflt` (a size, or "NS,MC").
+ */
+enum quota_status { QUOTA_OK, QUOTA_OVER, QUOTA_BROKEN };
+enum quota_status quota_check(const char *root, const char *deflt, uint64_t size);
+/* After a delivery of `size` octets: one line more in maildirsize. */
+void quota_charge(const char *root, uint64_t size);
+/* For -t: a quota definition mailslot understands. */
+bool quota_valid(const char *def);
 
 /* Give up: close and unlink the tmp file. */
 void msg_abort(struct msg *);

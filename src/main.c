@@ -133,12 +133,13 @@ main(int argc, char *argv[], char *envp[])
 {
 	struct config conf;
 	struct maildir md;
+	struct router *router = NULL;
 	struct peer peer;
 	const char *file = NULL;
 	char *problems_text = NULL;
 	size_t problems_len = 0;
 	FILE *problems;
-	int ch, nproblems = 0, rfd = 0, wfd = 1, code;
+	int ch, nproblems = 0, rfd = 0, wfd = 1;
 	bool check = false;
 	enum line_endings le;
 	static struct io io;
@@ -183,6 +184,12 @@ main(int argc, char *argv[], char *envp[])
 		if (ch == 'o')
 			nproblems += conf_override(&conf, optarg, problems);
 	nproblems += conf_finish(&conf, problems);
+	if (nproblems == 0)
+		router = router_new(&conf, problems, &nproblems);
+	if (!quota_valid(conf.quota)) {
+		fprintf(problems, "mailslot: quota: \"%s\" is not a Maildir++ quota\n", conf.quota);
+		nproblems++;
+	}
 	fclose(problems);
 
 	if (check) {
@@ -215,11 +222,17 @@ main(int argc, char *argv[], char *envp[])
 	if (le == LE_AUTO)
 		le = is_socket(rfd) ? LE_CRLF : LE_LF;
 
-	if (maildir_open(&md, conf.maildir, conf.hostname) == -1) {
-		log_msg(LOG_ERR, "event=error op=maildir path=%s error=\"%s\"",
-		    conf.maildir, strerror(errno));
-		code = smtp_run(&conf, &io, NULL, &peer, le);
-	} else
-		code = smtp_run(&conf, &io, &md, &peer, le);
-	return code;
+	/* The catch-all is created (0700) if missing; a broken one is a 421 now. */
+	if (conf.mailboxes[0] == '\0') {
+		if (maildir_open(&md, conf.maildir, conf.hostname) == -1) {
+			log_msg(LOG_ERR, "event=error op=maildir path=%s error=\"%s\"",
+			    conf.maildir, strerror(errno));
+			smtp_refuse(&io, conf.hostname, "4.3.0");
+			return EXIT_TEMP;
+		}
+		close(md.root);
+		close(md.tmp);
+		close(md.new);
+	}
+	return smtp_run(&conf, router, &io, &peer, le);
 }

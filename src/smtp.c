@@ -26,7 +26,9 @@
 
 #include "addr.h"
 #include "data.h"
+#include "deliver.h"
 #include "log.h"
+#include "route.h"
 #include "smtp.h"
 #include "tls.h"
 
@@ -47,9 +49,12 @@ enum reply {
 	RP_BAD_TOPIC, RP_NO_MAIL, RP_NO_MAILBOX, RP_TOO_BIG, RP_NOT_ALLOWED,
 	RP_NON_ASCII, RP_NO_VALID_RCPTS, RP_LOOP, RP_BARE_EOL, RP_BAD_PARAM,
 	RP_LOST_SYNC, RP_TLS_READY, RP_TLS_UNAVAILABLE, RP_TLS_REQUIRED,
+	RP_WILL_FORWARD, RP_NOT_LOCAL, RP_FOREIGN, RP_UNUSABLE, RP_OVER_QUOTA,
+	RP_LIST,
 };
 
 #define F_HOST	0x1	/* the host name comes first (RFC 5321 4.2, RFC 1846) */
+#define F_TAIL	0x2	/* the detail ends the line: "please try <forward-path>" */
 
 static const struct {
 	int		 code;
@@ -62,6 +67,8 @@ static const struct {
 	[RP_SENDER_OK] =		{ 250, "2.1.0", 0, "Requested mail action okay, completed" },
 	[RP_RCPT_OK] =		{ 250, "2.1.5", 0, "Requested mail action okay, completed" },
 	[RP_VRFY_OK] =		{ 250, "2.1.5", 0, "Requested mail action okay, completed" },
+	[RP_LIST] =		{ 250, "2.1.5", 0, "Requested mail action okay, completed" },
+	[RP_WILL_FORWARD] =	{ 251, "2.1.5", F_TAIL, "User not local; will forward to" },
 	[RP_QUEUED] =		{ 250, "2.0.0", 0, "Requested mail action okay, completed" },
 	[RP_HELP] =		{ 214, "2.0.0", 0, "Help message" },
 	[RP_CLOSING] =		{ 221, "2.0.0", F_HOST, "Service closing transmission channel" },
@@ -71,6 +78,7 @@ static const struct {
 	[RP_TOO_MANY_ERRORS] =	{ 421, "4.7.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_CONFIG] =		{ 421, "4.3.5", F_HOST, "Service not available, closing transmission channel" },
 	[RP_LOST_SYNC] =	{ 421, "4.5.0", F_HOST, "Service not available, closing transmission channel" },
+	[RP_UNUSABLE] =		{ 450, "4.2.1", 0, "Requested mail action not taken: mailbox unavailable" },
 	[RP_LOCAL_ERROR] =	{ 451, "4.3.0", 0, "Requested action aborted: local error in processing" },
 	[RP_TLS_UNAVAILABLE] =	{ 454, "4.7.0", 0, "TLS not available due to temporary reason" },
 	[RP_NO_STORAGE] =	{ 452, "4.3.1", 0, "Requested action not taken: insufficient system storage" },
@@ -89,6 +97,9 @@ static const struct {
 	[RP_TLS_REQUIRED] =	{ 530, "5.7.0", 0, "Must issue a STARTTLS command first" },
 	[RP_NO_MAIL] =		{ 521, "5.3.2", F_HOST, "does not accept mail" },
 	[RP_NO_MAILBOX] =	{ 550, "5.1.1", 0, "Requested action not taken: mailbox unavailable" },
+	[RP_FOREIGN] =		{ 550, "5.7.1", 0, "Requested action not taken: mailbox unavailable" },
+	[RP_NOT_LOCAL] =	{ 551, "5.1.6", F_TAIL, "User not local; please try" },
+	[RP_OVER_QUOTA] =	{ 552, "5.2.2", 0, "Requested mail action aborted: exceeded storage allocation" },
 	[RP_TOO_BIG] =		{ 552, "5.3.4", 0, "Requested mail action aborted: exceeded storage allocation" },
 	[RP_NOT_ALLOWED] =	{ 553, "5.1.3", 0, "Requested action not taken: mailbox name not allowed" },
 	[RP_NON_ASCII] =		{ 553, "5.6.7", 0, "Requested action not taken: mailbox name not allowed" },
@@ -104,13 +115,15 @@ enum state { S_INIT = 1, S_READY = 2, S_MAIL = 4, S_RCPT = 8 };
 #define S_ANY (S_INIT | S_READY | S_MAIL | S_RCPT)
 
 struct txn {
-	const char		*verb;		/* MAIL, SOML or SAML */
+	const char		*verb;		/* MAIL, SEND, SOML or SAML */
+	enum rmode		 mode;
 	struct mailbox		 from;
 	struct mail_params	 params;
 	size_t			 nrcpt, refused, cap;
-	struct mailbox		*rcpt;
+	struct rcpt		*rcpt;
 	/* The message, from DATA or the first BDAT on. */
-	bool			 writing;	/* session.msg is open */
+	struct delivery		*dv;		/* NULL: nothing is being written */
+	struct msg		*m;		/* where the data goes */
 	bool			 chunked;	/* BDAT used: DATA is out of sequence */
 	uint64_t		 chunked_octets;
 	enum reply		 refusal;	/* RP_NONE, or why it will be refused */
@@ -120,7 +133,7 @@ struct txn {
 struct session {
 	const struct config	*conf;
 	struct io		*io;
-	struct maildir		*md;
+	const struct router	*router;
 	const struct peer	*peer;
 	enum line_endings	 le;
 	bool			 greeted, esmtp, done;
@@ -131,7 +144,6 @@ struct session {
 	struct txn		*tx;
 	const char		*cmd;		/* the line being answered, for the log */
 	size_t			 cmdlen;
-	struct msg		 msg;
 };
 
 static enum state
@@ -158,8 +170,10 @@ static void
 txn_free(struct session *s)
 {
 	if (s->tx != NULL) {
-		if (s->tx->writing)
-			msg_abort(&s->msg);
+		if (s->tx->dv != NULL)
+			delivery_abort(s->tx->dv);
+		for (size_t i = 0; i < s->tx->nrcpt; i++)
+			route_free(&s->tx->rcpt[i].rt);
 		free(s->tx->rcpt);
 		free(s->tx);
 		s->tx = NULL;
@@ -191,9 +205,14 @@ reply_line(struct session *s, enum reply r, bool more, const char *detail)
 		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s ", catalogue[r].enh);
 	if (catalogue[r].flags & F_HOST)
 		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s ", s->conf->hostname);
-	if (detail != NULL && *detail != '\0')
-		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s: ", detail);
-	n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s", catalogue[r].text);
+	if (catalogue[r].flags & F_TAIL)
+		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s %s",
+		    catalogue[r].text, detail != NULL ? detail : "");
+	else {
+		if (detail != NULL && *detail != '\0')
+			n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s: ", detail);
+		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s", catalogue[r].text);
+	}
 	if ((size_t)n > sizeof(buf) - 3)
 		n = sizeof(buf) - 3;
 	memcpy(buf + n, "\r\n", 2);
@@ -434,13 +453,11 @@ after_keyword(char *arg, const char *kw)
 static bool
 disk_has_room(struct session *s, uint64_t size)
 {
-	uint64_t avail, need = s->conf->min_free_space;
+	const struct config *c = s->conf;
 
-	if (maildir_free(s->md, &avail) == -1) {
-		log_msg(LOG_ERR, "event=error op=statvfs error=\"%s\"", strerror(errno));
-		return true;	/* the write itself will tell */
-	}
-	return avail >= need && avail - need >= size;
+	/* Each recipient's own file system is judged again at RCPT. */
+	return maildir_room(c->mailboxes[0] ? c->mailboxes : c->maildir,
+	    c->min_free_space, size);
 }
 
 static void
@@ -501,9 +518,72 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 		return;
 	}
 	s->tx->verb = c->verb;
+	s->tx->mode = c->fn == cmd_mail && strcmp(c->verb, "SEND") == 0 ? RM_TERMINAL :
+	    strcmp(c->verb, "SOML") == 0 ? RM_EITHER :
+	    strcmp(c->verb, "SAML") == 0 ? RM_BOTH : RM_MAILBOX;
 	s->tx->from = from;
 	s->tx->params = mp;
 	reply(s, RP_SENDER_OK, "<%s>", from.text);
+}
+
+/*
+ * The reply for a resolved recipient, for RCPT and for VRFY (`vrfy`: the
+ * question is whether the mailbox exists, not whether it takes mail now).
+ * True when the recipient is accepted.
+ */
+static bool
+route_reply(struct session *s, const struct mailbox *mb, const struct route *rt,
+    bool vrfy)
+{
+	const char *a = mb->text;
+	char q[ADDR_MAX_PATH + 3];
+
+	snprintf(q, sizeof(q), "<%s>", rt->remote);
+	switch (rt->st) {
+	case RT_LOCAL:
+		break;
+	case RT_UNUSABLE:
+	case RT_OVER_QUOTA:
+	case RT_NO_SPACE:
+		if (vrfy)
+			break;
+		if (rt->st == RT_UNUSABLE)
+			reply(s, RP_UNUSABLE, "<%s>", a);
+		else if (rt->st == RT_OVER_QUOTA)
+			reply(s, RP_OVER_QUOTA, "<%s>: mailbox is full", a);
+		else
+			reply(s, RP_NO_STORAGE, "<%s>: not enough free space", a);
+		return false;
+	case RT_FORWARD:
+		reply(s, RP_WILL_FORWARD, "%s", q);
+		return true;
+	case RT_NOT_LOCAL:
+		reply(s, RP_NOT_LOCAL, "%s", q);
+		return false;
+	case RT_NO_MAILBOX:
+		reply(s, RP_NO_MAILBOX, "<%s>", a);
+		return false;
+	case RT_FOREIGN:
+		reply(s, RP_FOREIGN, "<%s>: relay access denied", a);
+		return false;
+	case RT_NOT_LOGGED_IN:
+		if (vrfy)
+			reply(s, RP_NO_MAILBOX, "<%s>", a);
+		else
+			reply(s, RP_UNUSABLE, "<%s>: not logged in", a);
+		return false;
+	case RT_LOCAL_ERROR:
+		if (vrfy)
+			reply(s, RP_NO_MAILBOX, "<%s>: local error", a);
+		else
+			reply(s, RP_LOCAL_ERROR, "<%s>", a);
+		return false;
+	}
+	if (vrfy && mb->bare)
+		reply(s, RP_VRFY_OK, "<%s@%s>", a, s->conf->hostname);
+	else
+		reply(s, vrfy ? RP_VRFY_OK : RP_RCPT_OK, "<%s>", a);
+	return true;
 }
 
 static void
@@ -511,6 +591,7 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 {
 	struct txn *tx = s->tx;
 	struct mailbox to;
+	struct rcpt *rc;
 	const char *rest, *path = after_keyword(arg, "TO:");
 	enum addr_status st;
 	char e[ADDR_MAX_PATH * 4 + 1];
@@ -554,7 +635,7 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 		return;
 	}
 	for (size_t i = 0; i < tx->nrcpt; i++)
-		if (addr_same(&tx->rcpt[i], &to)) {
+		if (addr_same(&tx->rcpt[i].mb, &to)) {
 			reply(s, RP_RCPT_OK, "<%s>", to.text);	/* one copy is enough */
 			return;
 		}
@@ -564,7 +645,7 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 	}
 	if (tx->nrcpt == tx->cap) {
 		size_t cap = tx->cap ? tx->cap * 2 : 4;
-		struct mailbox *r = reallocarray(tx->rcpt, cap, sizeof(*r));
+		struct rcpt *r = reallocarray(tx->rcpt, cap, sizeof(*r));
 
 		if (r == NULL) {
 			reply(s, RP_LOCAL_ERROR, "out of memory");
@@ -573,8 +654,16 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 		tx->rcpt = r;
 		tx->cap = cap;
 	}
-	tx->rcpt[tx->nrcpt++] = to;
-	reply(s, RP_RCPT_OK, "<%s>", to.text);
+	rc = &tx->rcpt[tx->nrcpt];
+	rc->mb = to;
+	route_rcpt(s->router, &rc->mb, tx->mode, tx->params.has_size ? tx->params.size : 0,
+	    &rc->rt);
+	if (!route_reply(s, &rc->mb, &rc->rt, false)) {
+		tx->refused++;
+		route_free(&rc->rt);
+		return;
+	}
+	tx->nrcpt++;
 }
 
 /* RFC 3848 "with" names. */
@@ -586,55 +675,6 @@ protocol(const struct session *s)
 	if (s->tx->params.smtputf8)
 		return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
 	return s->tls ? "ESMTPS" : "ESMTP";
-}
-
-/*
- * Return-Path, Delivered-To (one per recipient) and Received, in that
- * order (RFC 5321 4.4, as qmail and Postfix write them).  Every piece was
- * checked on its way in (HELO, paths, the peer's name), so none can hold a
- * line break or a control octet.
- */
-static void
-write_trace(struct session *s, struct msg *m)
-{
-	const struct txn *tx = s->tx;
-	char date[64], peer[400];
-	struct tm tm;
-	time_t now = time(NULL);
-	char *h = NULL;
-	size_t hn = 0;
-	FILE *f;
-
-	gmtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	if (s->peer->ip[0] != '\0')
-		snprintf(peer, sizeof(peer), "%s [%s]",
-		    s->peer->host[0] ? s->peer->host : "unknown", s->peer->ip);
-	else
-		snprintf(peer, sizeof(peer), "%s",
-		    s->peer->host[0] ? s->peer->host : "unknown");
-
-	if ((f = open_memstream(&h, &hn)) == NULL) {
-		m->err = errno;
-		return;
-	}
-	fprintf(f, "Return-Path: <%s>\n", tx->from.null ? "" : tx->from.text);
-	for (size_t i = 0; i < tx->nrcpt; i++)
-		fprintf(f, "Delivered-To: %s\n", tx->rcpt[i].text);
-	fprintf(f, "Received: from %s (%s)\n\tby %s (mailslot) with %s id %s",
-	    s->helo, peer, s->conf->hostname, protocol(s), m->base);
-	if (s->tls && tls_describe(s->io) != NULL)
-		fprintf(f, "\n\t(using %s)", tls_describe(s->io));
-	if (tx->nrcpt == 1)
-		fprintf(f, "\n\tfor <%s>", tx->rcpt[0].text);
-	fprintf(f, "; %s\n", date);
-	if (fclose(f) != 0 || h == NULL) {
-		m->err = ENOMEM;
-		free(h);
-		return;
-	}
-	msg_put(m, h, hn);
-	free(h);
 }
 
 /* The reply for a delivery that failed with `err`. */
@@ -661,21 +701,30 @@ refusal_text(enum reply r)
 	}
 }
 
-/* Open the message file, write the trace, ready the decoder. */
+/* Plan the delivery, open its first file with the trace, ready the decoder. */
 static bool
 begin_message(struct session *s, enum dmode mode)
 {
 	struct txn *tx = s->tx;
+	char peer[400];
+	struct trace tr = {
+		.helo = s->helo, .peer = peer, .protocol = protocol(s),
+		.tls = s->tls ? tls_describe(s->io) : NULL,
+		.sender = tx->from.null ? "" : tx->from.text,
+	};
 
-	if (msg_open(&s->msg, s->md) == -1) {
+	if (s->peer->ip[0] != '\0')
+		snprintf(peer, sizeof(peer), "%s [%s]",
+		    s->peer->host[0] ? s->peer->host : "unknown", s->peer->ip);
+	else
+		snprintf(peer, sizeof(peer), "%s", s->peer->host[0] ? s->peer->host : "unknown");
+	if ((tx->dv = delivery_begin(s->conf, &tr, tx->rcpt, tx->nrcpt, &tx->m)) == NULL) {
 		int e = errno;
 
 		log_msg(LOG_ERR, "event=error op=create error=\"%s\"", strerror(e));
 		tx->refusal = failure_reply(e);
 		return false;
 	}
-	tx->writing = true;
-	write_trace(s, &s->msg);
 	decoder_init(&tx->dec, mode);
 	return true;
 }
@@ -717,18 +766,18 @@ receive(struct session *s, uint64_t *remaining)
 		n = io_avail(s->io);
 		if (remaining != NULL && n > *remaining)
 			n = (size_t)*remaining;
-		if (!tx->writing) {
+		if (tx->dv == NULL) {
 			used = n;
 		} else {
-			room = msg_room(&s->msg, &cap);
+			room = msg_room(tx->m, &cap);
 			decoder_run(d, io_peek(s->io), n, &used, room, cap, &made);
 			/* DATA's size as the client counts it: with CRLF (RFC 1870). */
 			if (remaining == NULL && tx->refusal == RP_NONE &&
 			    (d->octets > limit || d->lines > limit - d->octets)) {
 				tx->refusal = RP_TOO_BIG;
-				msg_discard(&s->msg);
+				msg_discard(tx->m);
 			}
-			msg_wrote(&s->msg, made, d->lines - lines);
+			msg_wrote(tx->m, made, d->lines - lines);
 		}
 		io_consume(s->io, used);
 		if (remaining != NULL)
@@ -743,9 +792,10 @@ end_message(struct session *s)
 {
 	struct txn *tx = s->tx;
 	struct decoder *d = &tx->dec;
-	struct msg *m = &s->msg;
-	char name[MSG_NAMESIZE];
+	char name[MSG_NAMESIZE], id[64], e[ADDR_MAX_PATH * 4 + 1];
 	enum reply r = tx->refusal;
+	struct delivery *dv = tx->dv;
+	uint64_t size = tx->m->octets;
 	int err;
 
 	s->ntx++;
@@ -758,19 +808,27 @@ end_message(struct session *s)
 		txn_free(s);
 		return;
 	}
-	tx->writing = false;
-	if ((err = msg_commit(m, name, sizeof(name))) != 0) {
-		log_msg(LOG_ERR, "event=error op=commit id=%s error=\"%s\"",
-		    m->base, strerror(err));
-		reply(s, failure_reply(err), "message not stored");
-	} else {
-		char e[ADDR_MAX_PATH * 4 + 1];
-
+	tx->dv = NULL;		/* delivery_commit frees it, whatever happens */
+	strlcpy(id, delivery_id(dv), sizeof(id));
+	switch (delivery_commit(dv, name, sizeof(name), &err)) {
+	case DR_OK:
 		log_msg(LOG_INFO, "event=deliver id=%s from=<%s> rcpts=%zu "
-		    "size=%" PRIu64 " file=%s", m->base,
+		    "size=%" PRIu64 " file=%s", id,
 		    esc(e, sizeof(e), tx->from.null ? "" : tx->from.text),
-		    tx->nrcpt, m->octets, name);
+		    tx->nrcpt, size, name);
 		reply(s, RP_QUEUED, "queued as %s", name);
+		break;
+	case DR_OVER_QUOTA:
+		reply(s, RP_OVER_QUOTA, "mailbox is full");
+		break;
+	case DR_FORWARD:
+		reply(s, RP_LOCAL_ERROR, "forwarding failed");
+		break;
+	default:
+		log_msg(LOG_ERR, "event=error op=commit id=%s error=\"%s\"", id,
+		    err ? strerror(err) : "delivery failed");
+		reply(s, failure_reply(err), "message not stored");
+		break;
 	}
 	txn_free(s);
 }
@@ -883,9 +941,9 @@ cmd_bdat(struct session *s, const struct command *c, char *arg)
 			    DM_BINARY : DM_CHUNK);	/* on failure, refusal says why */
 	}
 	tx->chunked = true;
-	if (tx->refusal != RP_NONE && tx->writing) {
-		msg_abort(&s->msg);
-		tx->writing = false;
+	if (tx->refusal != RP_NONE && tx->dv != NULL) {
+		delivery_abort(tx->dv);
+		tx->dv = NULL;
 	}
 	if (!receive(s, &(uint64_t){ size })) {
 		s->done = true;
@@ -903,8 +961,7 @@ cmd_bdat(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_OK, "%" PRIu64 " octets received", size);
 		return;
 	}
-	msg_wrote(&s->msg, decoder_finish(&tx->dec, msg_room(&s->msg, &(size_t){ 0 })),
-	    0);
+	msg_wrote(tx->m, decoder_finish(&tx->dec, msg_room(tx->m, &(size_t){ 0 })), 0);
 	end_message(s);
 }
 
@@ -921,6 +978,7 @@ static void
 cmd_vrfy(struct session *s, const struct command *c, char *arg)
 {
 	struct mailbox mb;
+	struct route rt;
 	const char *rest;
 
 	(void)c;
@@ -940,20 +998,38 @@ cmd_vrfy(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_NOT_ALLOWED, "mailbox name not allowed");
 		return;
 	}
-	if (mb.bare)
-		reply(s, RP_VRFY_OK, "<%s@%s>", mb.text, s->conf->hostname);
-	else
-		reply(s, RP_VRFY_OK, "<%s>", mb.text);
+	route_rcpt(s->router, &mb, RM_MAILBOX, 0, &rt);
+	(void)route_reply(s, &mb, &rt, true);
+	route_free(&rt);
 }
 
-/* A catch-all Maildir has no lists. */
+/* EXPN: an alias's members, one per line; anything else is not a list. */
 static void
 cmd_expn(struct session *s, const struct command *c, char *arg)
 {
+	const char *const *members = NULL;
+	struct mailbox mb;
+	const char *rest;
 	char e[256];
+	size_t n = 0;
 
 	(void)c;
-	reply(s, RP_NO_MAILBOX, "%s: not a mailing list", esc(e, sizeof(e), arg));
+	if (addr_parse(arg, ADDR_BARE | ADDR_MAILBOX, &mb, &rest) == ADDR_OK &&
+	    *rest == '\0' && !mb.null)
+		members = route_list(s->router, mb.local, &n);
+	if (members == NULL) {
+		reply(s, RP_NO_MAILBOX, "%s: not a mailing list", esc(e, sizeof(e), arg));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char m[ADDR_MAX_PATH + 64];
+
+		if (strchr(members[i], '@') != NULL)
+			snprintf(m, sizeof(m), "<%s>", members[i]);
+		else
+			snprintf(m, sizeof(m), "<%s@%s>", members[i], s->conf->hostname);
+		reply_line(s, RP_LIST, i + 1 < n, m);
+	}
 }
 
 static void
@@ -1111,10 +1187,11 @@ smtp_refuse(struct io *io, const char *hostname, const char *enh)
 }
 
 int
-smtp_run(const struct config *conf, struct io *io, struct maildir *md,
+smtp_run(const struct config *conf, const struct router *router, struct io *io,
     const struct peer *peer, enum line_endings le)
 {
-	struct session s = { .conf = conf, .io = io, .md = md, .peer = peer, .le = le };
+	struct session s = { .conf = conf, .io = io, .router = router, .peer = peer,
+	    .le = le };
 	char line[LINE_MAX_PATH + 1], greeting[REPLY_MAX];
 	enum state shown = 0;
 
@@ -1122,10 +1199,6 @@ smtp_run(const struct config *conf, struct io *io, struct maildir *md,
 	    peer->ip[0] ? peer->ip : "unknown", peer->host[0] ? peer->host : "unknown",
 	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf");
 
-	if (md == NULL) {
-		smtp_refuse(io, conf->hostname, "4.3.0");
-		return 111;
-	}
 	/* The greeting carries no enhanced code (RFC 2034 3). */
 	if (conf->accept_mail)
 		snprintf(greeting, sizeof(greeting), "220 %s ESMTP mailslot ready\r\n",

@@ -4,7 +4,7 @@
 
 #include "conf.h"
 #include "io.h"
-#include "maildir.h"
+#include "route.h"
 
 struct peer {
 	char	ip[64];		/* as written in Received: "192.0.2.1", "IPv6:::1"; "" unknown */
@@ -13,10 +13,9 @@ struct peer {
 
 /*
  * Serve the connection on `io` until QUIT, a close, a timeout or SIGTERM.
- * `md` is the catch-all Maildir, or NULL when it could not be opened: the
- * client is then greeted with 421.  Returns the process exit code.
+ * Returns the process exit code.
  */
-int smtp_run(const struct config *, struct io *, struct maildir *md,
+int smtp_run(const struct config *, const struct router *, struct io *,
     const struct peer *, enum line_endings);
 
 /* The 421 a client gets when mailslot cannot even start (configuration). */

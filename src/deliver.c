@@ -1,0 +1,512 @@
+/*
+ * deliver.c: copies, forwards, terminals; see deliver.h for the order.
+ */
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <utmpx.h>
+#include <vis.h>
+
+#include "deliver.h"
+#include "log.h"
+
+#define TERMINAL_MAX	(64 * 1024)	/* a terminal is not a mailbox */
+
+struct copy {
+	const char	 *path, *root;	/* point into the recipients' routes */
+	const char	**rcpts;	/* the recipients this copy is for */
+	size_t		  nrcpts;
+	struct maildir	  md;
+	struct msg	  m;
+	bool		  open, published;
+	char		  name[MSG_NAMESIZE];
+};
+
+struct delivery {
+	const struct config	 *conf;
+	struct trace		  tr;
+	struct copy		 *copies;
+	size_t			  ncopies;
+	const char		**forwards, **fwd_rcpts;
+	size_t			  nforwards, nfwd_rcpts;
+	const char		**terminals;
+	size_t			  nterminals;
+	struct msg		  spool;
+	bool			  spooled;
+	struct msg		 *primary;
+	char			  id[64];
+	char			  date[64];	/* RFC 5322, the same in every copy */
+};
+
+/* The data streams through this; copies and spools share the small one. */
+static char bigbuf[MSG_BUFSIZE];
+static char smallbuf[4096];
+
+static int
+add_unique(const char ***v, size_t *n, const char *s)
+{
+	const char **nv;
+
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*v)[i], s) == 0)
+			return 0;
+	if ((nv = reallocarray(*v, *n + 1, sizeof(*nv))) == NULL)
+		return -1;
+	nv[(*n)++] = s;
+	*v = nv;
+	return 0;
+}
+
+static struct copy *
+copy_for(struct delivery *d, const char *path, const char *root)
+{
+	struct copy *nc;
+
+	for (size_t i = 0; i < d->ncopies; i++)
+		if (strcmp(d->copies[i].path, path) == 0)
+			return &d->copies[i];
+	if ((nc = reallocarray(d->copies, d->ncopies + 1, sizeof(*nc))) == NULL)
+		return NULL;
+	d->copies = nc;
+	nc = &d->copies[d->ncopies++];
+	memset(nc, 0, sizeof(*nc));
+	nc->path = path;
+	nc->root = root;
+	nc->m.fd = -1;
+	return nc;
+}
+
+/*
+ * Return-Path, Delivered-To (one per recipient of this copy), Received:
+ * in that order (RFC 5321 4.4, as qmail and Postfix write them).  Every
+ * piece was checked on its way in, so none can hold a line break.  A
+ * forwarded copy gets no Return-Path: its final delivery writes that.
+ */
+static char *
+headers(const struct delivery *d, bool return_path, const char *const *rcpts,
+    size_t n, size_t *len)
+{
+	char *h = NULL;
+	FILE *f;
+
+	if ((f = open_memstream(&h, len)) == NULL)
+		return NULL;
+	if (return_path)
+		fprintf(f, "Return-Path: <%s>\n", d->tr.sender);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "Delivered-To: %s\n", rcpts[i]);
+	fprintf(f, "Received: from %s (%s)\n\tby %s (mailslot) with %s id %s",
+	    d->tr.helo, d->tr.peer, d->conf->hostname, d->tr.protocol, d->id);
+	if (d->tr.tls != NULL)
+		fprintf(f, "\n\t(using %s)", d->tr.tls);
+	if (n == 1)
+		fprintf(f, "\n\tfor <%s>", rcpts[0]);
+	fprintf(f, "; %s\n", d->date);
+	if (fclose(f) != 0) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+static void
+trace(const struct delivery *d, struct msg *m, const char *const *rcpts, size_t n)
+{
+	size_t len;
+	char *h = headers(d, true, rcpts, n, &len);
+
+	if (h == NULL) {
+		m->err = ENOMEM;
+		return;
+	}
+	msg_put(m, h, len);
+	m->mark = m->octets;
+	m->mark_lines = m->lines;
+	free(h);
+}
+
+static void
+delivery_free(struct delivery *d)
+{
+	for (size_t i = 0; i < d->ncopies; i++) {
+		free(d->copies[i].rcpts);
+		if (d->copies[i].md.root != -1) {
+			close(d->copies[i].md.root);
+			close(d->copies[i].md.tmp);
+			close(d->copies[i].md.new);
+		}
+	}
+	free(d->copies);
+	free(d->forwards);
+	free(d->fwd_rcpts);
+	free(d->terminals);
+	free(d);
+}
+
+struct delivery *
+delivery_begin(const struct config *c, const struct trace *tr,
+    const struct rcpt *r, size_t n, struct msg **primary)
+{
+	struct delivery *d = calloc(1, sizeof(*d));
+	struct copy *first;
+	int e;
+
+	if (d == NULL)
+		return NULL;
+	d->conf = c;
+	d->tr = *tr;
+	{
+		time_t now = time(NULL);
+		struct tm tm;
+
+		gmtime_r(&now, &tm);
+		strftime(d->date, sizeof(d->date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < r[i].rt.n; j++) {
+			const struct target *t = &r[i].rt.t[j];
+			struct copy *cp;
+
+			switch (t->kind) {
+			case TK_MAILDIR:
+				if ((cp = copy_for(d, t->path, t->root)) == NULL ||
+				    add_unique(&cp->rcpts, &cp->nrcpts, r[i].mb.text) == -1)
+					goto fail;
+				cp->md.root = -1;
+				break;
+			case TK_FORWARD:
+				if (add_unique(&d->forwards, &d->nforwards, t->addr) == -1 ||
+				    add_unique(&d->fwd_rcpts, &d->nfwd_rcpts, r[i].mb.text) == -1)
+					goto fail;
+				break;
+			case TK_TERMINAL:
+				if (add_unique(&d->terminals, &d->nterminals, t->addr) == -1)
+					goto fail;
+				break;
+			}
+		}
+
+	if (d->ncopies == 0) {
+		if (msg_open_spool(&d->spool, bigbuf, sizeof(bigbuf)) == -1)
+			goto fail;
+		d->spooled = true;
+		d->primary = &d->spool;
+		snprintf(d->id, sizeof(d->id), "%lld.P%ld", (long long)time(NULL), (long)getpid());
+		trace(d, d->primary, d->fwd_rcpts, d->nfwd_rcpts);
+	} else {
+		first = &d->copies[0];
+		if (maildir_open(&first->md, first->path, c->hostname) == -1 ||
+		    msg_open(&first->m, &first->md, bigbuf, sizeof(bigbuf)) == -1)
+			goto fail;
+		first->open = true;
+		d->primary = &first->m;
+		strlcpy(d->id, first->m.base, sizeof(d->id));
+		trace(d, d->primary, first->rcpts, first->nrcpts);
+	}
+	*primary = d->primary;
+	return d;
+fail:
+	e = errno;
+	delivery_abort(d);
+	errno = e;
+	return NULL;
+}
+
+const char *
+delivery_id(const struct delivery *d)
+{
+	return d->id;
+}
+
+void
+delivery_abort(struct delivery *d)
+{
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		if (cp->published)
+			msg_unpublish(&cp->m, cp->name);
+		if (cp->open)
+			msg_abort(&cp->m);
+	}
+	if (d->spooled)
+		msg_abort(&d->spool);
+	delivery_free(d);
+}
+
+/* ---- forwards ------------------------------------------------------------ */
+
+/* Write all of `buf`, then `len` octets of `fd` from `off`, into a non-blocking pipe. */
+static int
+feed(int out, const char *buf, size_t blen, int fd, off_t off, uint64_t len, int timeout)
+{
+	struct pollfd pfd = { .fd = out, .events = POLLOUT };
+
+	while (blen > 0 || len > 0) {
+		ssize_t n;
+
+		if (poll(&pfd, 1, timeout * 1000) <= 0)
+			return -1;
+		if (blen > 0)
+			n = write(out, buf, blen);
+		else
+			n = sendfile(out, fd, &off, len > (1 << 30) ? (1 << 30) : (size_t)len);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0)
+			return -1;
+		if (blen > 0) {
+			buf += n;
+			blen -= (size_t)n;
+		} else
+			len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * forward_command, without a shell: its words, then "-f SENDER -- RCPT...",
+ * the message on stdin.  It must exit 0 before the client hears 250.
+ */
+static int
+forward(struct delivery *d)
+{
+	const struct config *c = d->conf;
+	struct msg *p = d->primary;
+	char *words = strdup(c->forward_command), *save = NULL, **argv;
+	char *head;
+	size_t argc = 0, max = d->nforwards + 8, hn;
+	int fds[2], status = 0;
+	pid_t pid;
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	long waited = 0;
+
+	if (words == NULL || (argv = calloc(max + 64, sizeof(*argv))) == NULL) {
+		free(words);
+		return -1;
+	}
+	for (char *w = strtok_r(words, " \t", &save); w != NULL && argc < 64;
+	    w = strtok_r(NULL, " \t", &save))
+		argv[argc++] = w;
+	argv[argc++] = "-f";
+	argv[argc++] = (char *)(d->tr.sender[0] ? d->tr.sender : "<>");
+	argv[argc++] = "--";
+	for (size_t i = 0; i < d->nforwards; i++)
+		argv[argc++] = (char *)d->forwards[i];
+	argv[argc] = NULL;
+
+	if (pipe2(fds, O_CLOEXEC) == -1) {
+		free(argv);
+		free(words);
+		return -1;
+	}
+	if ((pid = fork()) == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		/* stdout and stderr may be the client's socket: never let it write there. */
+		dup2(fds[0], 0);
+		if (null != -1) {
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		execv(argv[0], argv);
+		_exit(111);
+	}
+	close(fds[0]);
+	free(argv);
+	if (pid == -1) {
+		close(fds[1]);
+		free(words);
+		return -1;
+	}
+	fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	head = headers(d, false, d->fwd_rcpts, d->nfwd_rcpts, &hn);
+	if (head == NULL || feed(fds[1], head, hn, p->fd, (off_t)p->mark,
+	    p->octets - p->mark, (int)c->data_timeout) == -1)
+		log_msg(LOG_ERR, "event=error op=forward error=\"cannot feed forward_command\"");
+	free(head);
+	close(fds[1]);
+	free(words);
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (w == -1 && errno != EINTR)
+			return -1;
+		if (waited++ > c->data_timeout * 100) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			log_msg(LOG_ERR, "event=error op=forward error=\"timeout\"");
+			return -1;
+		}
+		nanosleep(&pause, NULL);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		log_msg(LOG_ERR, "event=error op=forward status=%d", status);
+		return -1;
+	}
+	log_msg(LOG_INFO, "event=forward id=%s to=%zu", d->id, d->nforwards);
+	return 0;
+}
+
+/* ---- terminals ----------------------------------------------------------- */
+
+/* Control octets and escape sequences never reach the terminal raw. */
+static void
+to_terminal(int tty, const struct delivery *d)
+{
+	const struct msg *p = d->primary;
+	char in[1024], out[4 * sizeof(in) + 64];
+	off_t off = (off_t)p->mark;
+	uint64_t left = p->octets - p->mark;
+	int n;
+
+	n = snprintf(out, sizeof(out), "\r\nMessage from <%s> via mailslot:\r\n", d->tr.sender);
+	if (write(tty, out, (size_t)n) != n)
+		return;
+	if (left > TERMINAL_MAX)
+		left = TERMINAL_MAX;
+	while (left > 0) {
+		ssize_t got = pread(p->fd, in, left < sizeof(in) ? (size_t)left : sizeof(in), off);
+		size_t o = 0;
+
+		if (got <= 0)
+			break;
+		for (ssize_t i = 0; i < got; i++) {
+			if (in[i] == '\n') {
+				memcpy(out + o, "\r\n", 2);
+				o += 2;
+			} else
+				o += (size_t)(vis(out + o, (unsigned char)in[i],
+				    VIS_CSTYLE | VIS_OCTAL | VIS_TAB, 0) - (out + o));
+		}
+		if (write(tty, out, o) != (ssize_t)o)
+			return;
+		off += got;
+		left -= (uint64_t)got;
+	}
+	if (p->octets - p->mark > TERMINAL_MAX)
+		(void)!write(tty, "\r\n[message cut]\r\n", 17);
+}
+
+static void
+terminals(const struct delivery *d)
+{
+	for (size_t i = 0; i < d->nterminals; i++) {
+		struct utmpx *u;
+
+		setutxent();
+		while ((u = getutxent()) != NULL) {
+			char line[sizeof(u->ut_line) + 6];
+			struct stat st;
+			int tty;
+
+			if (u->ut_type != USER_PROCESS ||
+			    strncmp(u->ut_user, d->terminals[i], sizeof(u->ut_user)) != 0)
+				continue;
+			snprintf(line, sizeof(line), "/dev/%.*s", (int)sizeof(u->ut_line), u->ut_line);
+			if (strstr(line, "..") != NULL)
+				continue;
+			tty = open(line, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+			if (tty == -1)
+				continue;
+			if (fstat(tty, &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP)) {
+				to_terminal(tty, d);
+				log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s", d->id,
+				    d->terminals[i], line);
+			}
+			close(tty);
+		}
+		endutxent();
+	}
+}
+
+/* ---- commit --------------------------------------------------------------- */
+
+static enum dresult
+errno_result(int e)
+{
+	return e == ENOSPC ? DR_NO_SPACE : e == EDQUOT ? DR_QUOTA : DR_LOCAL_ERROR;
+}
+
+enum dresult
+delivery_commit(struct delivery *d, char *name, size_t size, int *err)
+{
+	const struct config *c = d->conf;
+	struct msg *p = d->primary;
+	uint64_t body = p->octets - p->mark, body_lines = p->lines - p->mark_lines;
+	enum dresult r = DR_OK;
+
+	*err = 0;
+	if ((*err = msg_sync(p)) != 0) {
+		r = errno_result(*err);
+		goto fail;
+	}
+	for (size_t i = 1; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		if (maildir_open(&cp->md, cp->path, c->hostname) == -1 ||
+		    msg_open(&cp->m, &cp->md, smallbuf, sizeof(smallbuf)) == -1) {
+			*err = errno;
+			r = errno_result(*err);
+			goto fail;
+		}
+		cp->open = true;
+		trace(d, &cp->m, cp->rcpts, cp->nrcpts);
+		if ((*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines)) != 0 ||
+		    (*err = msg_sync(&cp->m)) != 0) {
+			r = errno_result(*err);
+			goto fail;
+		}
+	}
+	/* A message that would take a mailbox over its quota is refused whole. */
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+		enum quota_status q = quota_check(cp->root, c->quota, cp->m.octets);
+
+		if (q != QUOTA_OK) {
+			r = q == QUOTA_OVER ? DR_OVER_QUOTA : DR_LOCAL_ERROR;
+			goto fail;
+		}
+	}
+	if (d->nforwards > 0 && forward(d) == -1) {
+		r = DR_FORWARD;
+		goto fail;
+	}
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		cp->open = false;
+		if ((*err = msg_publish(&cp->m, cp->name, sizeof(cp->name))) != 0) {
+			r = errno_result(*err);
+			goto fail;
+		}
+		cp->published = true;
+	}
+	for (size_t i = 0; i < d->ncopies; i++)
+		quota_charge(d->copies[i].root, d->copies[i].m.octets);
+	if (d->nterminals > 0)
+		terminals(d);
+	if (d->ncopies > 0)
+		strlcpy(name, d->copies[0].name, size);
+	else
+		strlcpy(name, d->id, size);
+	if (d->spooled)
+		msg_abort(&d->spool);
+	delivery_free(d);
+	return DR_OK;
+fail:
+	delivery_abort(d);
+	return r;
+}

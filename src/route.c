@@ -1,0 +1,698 @@
+/*
+ * route.c: recipient -> targets (see route.h).
+ *
+ * Every name that becomes part of a path was judged by addr_parse with
+ * ADDR_MAILBOX first: no '/', no leading dot, no "..", at most 64 octets.
+ * So "mailboxes/<name>" and its ".<tag>" folder always name an entry of
+ * the mailbox directory itself: no recipient can reach a file outside it.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <utmpx.h>
+
+#include "log.h"
+#include "maildir.h"
+#include "route.h"
+
+#define ALIAS_MAX_DEPTH	16
+
+struct alias {
+	char		 *name;
+	unsigned	  line;
+	char		**members;	/* as written, for EXPN */
+	size_t		  nmembers;
+	char		**local;	/* after expansion: mailbox names */
+	size_t		  nlocal;
+	char		**remote;	/* after expansion: remote addresses */
+	size_t		  nremote;
+	int		  mark;		/* expansion: 0 new, 1 on the path, 2 done */
+};
+
+struct router {
+	const struct config	 *conf;
+	char			**domains;	/* lower-case; NULL: any */
+	size_t			  ndomains;
+	const char		**local_domains; /* for alias targets: domains, or hostname */
+	struct alias		 *aliases;	/* sorted by name */
+	size_t			  naliases;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void
+lower(char *s)
+{
+	for (; *s != '\0'; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+static int
+push(char ***v, size_t *n, const char *s)
+{
+	char **nv = reallocarray(*v, *n + 1, sizeof(**v));
+
+	if (nv == NULL)
+		return -1;
+	*v = nv;
+	if ((nv[*n] = strdup(s)) == NULL)
+		return -1;
+	(*n)++;
+	return 0;
+}
+
+static bool
+has(char *const *v, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(v[i], s) == 0)
+			return true;
+	return false;
+}
+
+static bool
+local_domain(const char *const *doms, const char *d)
+{
+	for (; *doms != NULL; doms++)
+		if (strcasecmp(*doms, d) == 0)
+			return true;
+	return false;
+}
+
+/* ---- aliases ------------------------------------------------------------ */
+
+struct aliases {
+	struct alias	*v;
+	size_t		 n;
+};
+
+static int
+alias_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct alias *)a)->name, ((const struct alias *)b)->name);
+}
+
+static struct alias *
+alias_find(const struct aliases *al, const char *name)
+{
+	struct alias key = { .name = (char *)name };
+
+	if (al->n == 0)
+		return NULL;
+	return bsearch(&key, al->v, al->n, sizeof(*al->v), alias_cmp);
+}
+
+/*
+ * A target as written: "name" or "name@local.domain" is a local mailbox
+ * (or another alias); anything else with an '@' is a remote address.
+ * Returns 0 (local: *local set), 1 (remote), -1 (not an address).
+ */
+static int
+target_kind(const char *t, const char *const *doms, char *local, size_t size)
+{
+	struct mailbox mb;
+	const char *rest;
+	char buf[ADDR_MAX_PATH + 3];
+
+	if (strlen(t) > ADDR_MAX_PATH - 2)
+		return -1;
+	snprintf(buf, sizeof(buf), "<%s>", t);
+	if (addr_parse(buf, ADDR_UTF8, &mb, &rest) != ADDR_OK || *rest != '\0' || mb.null)
+		return -1;
+	if (!mb.bare && !local_domain(doms, mb.domain))
+		return 1;
+	if (addr_parse(buf, ADDR_UTF8 | ADDR_MAILBOX, &mb, &rest) != ADDR_OK)
+		return -1;
+	strlcpy(local, mb.local, size);
+	lower(local);
+	return 0;
+}
+
+static void
+alias_free_one(struct alias *a)
+{
+	for (size_t i = 0; i < a->nmembers; i++)
+		free(a->members[i]);
+	for (size_t i = 0; i < a->nlocal; i++)
+		free(a->local[i]);
+	for (size_t i = 0; i < a->nremote; i++)
+		free(a->remote[i]);
+	free(a->members);
+	free(a->local);
+	free(a->remote);
+	free(a->name);
+}
+
+static void
+aliases_free(struct aliases *al)
+{
+	for (size_t i = 0; i < al->n; i++)
+		alias_free_one(&al->v[i]);
+	free(al->v);
+	al->v = NULL;
+	al->n = 0;
+}
+
+/* One "name: target, target..." entry (continuations already joined). */
+static int
+alias_entry(struct aliases *al, char *text, unsigned line, const char *path, FILE *err)
+{
+	char *colon = strchr(text, ':'), *name = text, *t, *save = NULL;
+	struct alias a = { .line = line };
+	struct mailbox mb;
+	const char *rest;
+	char buf[ADDR_MAX_PATH + 3];
+	struct alias *nv;
+
+	if (colon == NULL) {
+		fprintf(err, "mailslot: %s:%u: expected \"name: target, ...\"\n", path, line);
+		return 1;
+	}
+	*colon = '\0';
+	while (*name == ' ' || *name == '\t')
+		name++;
+	for (char *e = colon; e > name && (e[-1] == ' ' || e[-1] == '\t'); )
+		*--e = '\0';
+	snprintf(buf, sizeof(buf), "<%.*s@x>", (int)(ADDR_MAX_PATH - 4), name);
+	if (*name == '\0' || strpbrk(name, " \t@") != NULL ||
+	    addr_parse(buf, ADDR_UTF8 | ADDR_MAILBOX, &mb, &rest) != ADDR_OK) {
+		fprintf(err, "mailslot: %s:%u: \"%s\" is not a name an alias can have\n",
+		    path, line, name);
+		return 1;
+	}
+	lower(name);
+	if ((a.name = strdup(name)) == NULL)
+		return 1;
+	for (t = strtok_r(colon + 1, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		char *e;
+
+		while (*t == ' ' || *t == '\t')
+			t++;
+		e = t + strlen(t);
+		while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+			*--e = '\0';
+		if (*t == '\0')
+			continue;
+		if (push(&a.members, &a.nmembers, t) == -1) {
+			alias_free_one(&a);
+			return 1;
+		}
+	}
+	if (a.nmembers == 0) {
+		fprintf(err, "mailslot: %s:%u: alias \"%s\" has no targets\n", path, line, name);
+		alias_free_one(&a);
+		return 1;
+	}
+	if ((nv = reallocarray(al->v, al->n + 1, sizeof(*nv))) == NULL) {
+		alias_free_one(&a);
+		return 1;
+	}
+	al->v = nv;
+	al->v[al->n++] = a;
+	return 0;
+}
+
+/* Flatten one alias into mailboxes and remote addresses, finding loops. */
+static int
+expand(struct aliases *al, struct alias *a, struct alias *top, int depth,
+    const char *const *doms, const char *path, FILE *err)
+{
+	if (a->mark == 1) {
+		fprintf(err, "mailslot: %s:%u: alias loop through \"%s\"\n",
+		    path, top->line, a->name);
+		return 1;
+	}
+	if (depth > ALIAS_MAX_DEPTH) {
+		fprintf(err, "mailslot: %s:%u: aliases nested deeper than %d\n",
+		    path, top->line, ALIAS_MAX_DEPTH);
+		return 1;
+	}
+	a->mark = 1;
+	for (size_t i = 0; i < a->nmembers; i++) {
+		char local[ADDR_MAX_LOCAL + 1];
+		struct alias *b;
+		int k = target_kind(a->members[i], doms, local, sizeof(local));
+
+		if (k == -1) {
+			fprintf(err, "mailslot: %s:%u: \"%s\" is not an address\n",
+			    path, a->line, a->members[i]);
+			a->mark = 0;
+			return 1;
+		}
+		if (k == 1) {
+			if (!has(top->remote, top->nremote, a->members[i]) &&
+			    push(&top->remote, &top->nremote, a->members[i]) == -1)
+				return 1;
+			continue;
+		}
+		/* A name that is its own alias's target is the mailbox (as sendmail has it). */
+		if ((b = alias_find(al, local)) != NULL && b != a) {
+			if (expand(al, b, top, depth + 1, doms, path, err) != 0) {
+				a->mark = 0;
+				return 1;
+			}
+		} else if (!has(top->local, top->nlocal, local) &&
+		    push(&top->local, &top->nlocal, local) == -1)
+			return 1;
+	}
+	a->mark = 0;
+	return 0;
+}
+
+static int
+aliases_load(struct aliases *al, const char *path, const char *const *doms, FILE *err)
+{
+	FILE *f;
+	char *line = NULL, *entry = NULL;
+	size_t cap = 0, elen = 0;
+	ssize_t len;
+	unsigned lineno = 0, eline = 0;
+	int problems = 0;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		fprintf(err, "mailslot: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		char *s;
+		bool cont;
+
+		len = getline(&line, &cap, f);
+		if (len != -1) {
+			lineno++;
+			if (memchr(line, '\0', (size_t)len) != NULL) {
+				fprintf(err, "mailslot: %s:%u: NUL byte in line\n", path, lineno);
+				problems++;
+				continue;
+			}
+			line[strcspn(line, "\r\n")] = '\0';
+			s = line + strspn(line, " \t");
+			if (*s == '#' || *s == '\0')
+				continue;
+			cont = s != line;
+		} else
+			cont = false;
+		if (cont && entry != NULL) {		/* a continuation line */
+			char *ne = realloc(entry, elen + strlen(s) + 2);
+
+			if (ne == NULL) {
+				problems++;
+				break;
+			}
+			entry = ne;
+			entry[elen++] = ',';
+			strcpy(entry + elen, s);
+			elen += strlen(s);
+			continue;
+		}
+		if (entry != NULL) {
+			problems += alias_entry(al, entry, eline, path, err);
+			free(entry);
+			entry = NULL;
+		}
+		if (len == -1)
+			break;
+		if (cont) {
+			fprintf(err, "mailslot: %s:%u: continuation line with nothing to continue\n",
+			    path, lineno);
+			problems++;
+			continue;
+		}
+		if ((entry = strdup(line)) == NULL) {
+			problems++;
+			break;
+		}
+		elen = strlen(entry);
+		eline = lineno;
+	}
+	free(entry);
+	free(line);
+	fclose(f);
+
+	if (al->n > 0)
+		qsort(al->v, al->n, sizeof(*al->v), alias_cmp);
+	for (size_t i = 0; i + 1 < al->n; i++)
+		if (strcmp(al->v[i].name, al->v[i + 1].name) == 0) {
+			fprintf(err, "mailslot: %s:%u: alias \"%s\" defined again (first at line %u)\n",
+			    path, al->v[i + 1].line > al->v[i].line ? al->v[i + 1].line : al->v[i].line,
+			    al->v[i].name, al->v[i + 1].line > al->v[i].line ? al->v[i].line : al->v[i + 1].line);
+			problems++;
+		}
+	for (size_t i = 0; i < al->n && problems == 0; i++)
+		problems += expand(al, &al->v[i], &al->v[i], 0, doms, path, err);
+	return problems;
+}
+
+int
+alias_check(const char *path, const char *const *doms, FILE *err)
+{
+	struct aliases al = { 0 };
+	int problems = aliases_load(&al, path, doms, err);
+
+	aliases_free(&al);
+	return problems;
+}
+
+/* ---- the router ---------------------------------------------------------- */
+
+struct router *
+router_new(const struct config *c, FILE *err, int *problems)
+{
+	struct router *r = calloc(1, sizeof(*r));
+	char *list, *d, *save = NULL;
+	size_t n = 0;
+
+	if (r == NULL) {
+		(*problems)++;
+		return NULL;
+	}
+	r->conf = c;
+	if ((list = strdup(c->domains)) == NULL) {
+		(*problems)++;
+		return r;
+	}
+	for (d = strtok_r(list, ", \t", &save); d != NULL; d = strtok_r(NULL, ", \t", &save)) {
+		if (!addr_domain_ok(d, strlen(d))) {
+			fprintf(err, "mailslot: domains: \"%s\" is not a domain\n", d);
+			(*problems)++;
+			continue;
+		}
+		lower(d);
+		if (push(&r->domains, &r->ndomains, d) == -1)
+			(*problems)++;
+	}
+	free(list);
+
+	/* Alias targets are local when their domain is ours: `domains`, or the host name. */
+	n = r->ndomains > 0 ? r->ndomains : 1;
+	if ((r->local_domains = calloc(n + 1, sizeof(char *))) == NULL) {
+		(*problems)++;
+		return r;
+	}
+	for (size_t i = 0; i < r->ndomains; i++)
+		r->local_domains[i] = r->domains[i];
+	if (r->ndomains == 0)
+		r->local_domains[0] = c->hostname;
+
+	if (c->aliases[0] != '\0') {
+		struct aliases al = { 0 };
+
+		*problems += aliases_load(&al, c->aliases, r->local_domains, err);
+		r->aliases = al.v;
+		r->naliases = al.n;
+	}
+	if (c->mailboxes[0] != '\0') {
+		struct stat st;
+
+		if (stat(c->mailboxes, &st) == -1 || !S_ISDIR(st.st_mode)) {
+			fprintf(err, "mailslot: mailboxes: %s: %s\n", c->mailboxes,
+			    errno != 0 && !S_ISDIR(st.st_mode) ? strerror(errno) : "not a directory");
+			(*problems)++;
+		}
+	}
+	return r;
+}
+
+static const struct alias *
+lookup(const struct router *r, const char *name)
+{
+	struct aliases al = { r->aliases, r->naliases };
+
+	return alias_find(&al, name);
+}
+
+const char *const *
+route_list(const struct router *r, const char *name, size_t *n)
+{
+	char lname[ADDR_MAX_LOCAL + 1];
+	const struct alias *a;
+
+	strlcpy(lname, name, sizeof(lname));
+	lower(lname);
+	if ((a = lookup(r, lname)) == NULL)
+		return NULL;
+	*n = a->nmembers;
+	return (const char *const *)a->members;
+}
+
+/* An address literal names this host when one of its interfaces has it. */
+static bool
+own_literal(const char *lit)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	unsigned char want[sizeof(struct in6_addr)];
+	struct ifaddrs *ifs, *i;
+	bool v6, found = false;
+	size_t n = strlen(lit);
+
+	if (n < 3 || n - 2 >= sizeof(buf))
+		return false;
+	memcpy(buf, lit + 1, n - 2);
+	buf[n - 2] = '\0';
+	v6 = strncasecmp(buf, "IPv6:", 5) == 0;
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, v6 ? buf + 5 : buf, want) != 1)
+		return false;
+	if (getifaddrs(&ifs) == -1)
+		return false;
+	for (i = ifs; i != NULL && !found; i = i->ifa_next) {
+		if (i->ifa_addr == NULL)
+			continue;
+		if (!v6 && i->ifa_addr->sa_family == AF_INET)
+			found = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, want, 4) == 0;
+		else if (v6 && i->ifa_addr->sa_family == AF_INET6)
+			found = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, want, 16) == 0;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+static bool
+accepted_domain(const struct router *r, const char *domain)
+{
+	if (r->ndomains == 0)
+		return true;			/* `domains` unset: any */
+	if (domain[0] == '[')
+		return own_literal(domain);
+	return has(r->domains, r->ndomains, domain);
+}
+
+/* A login with a terminal that takes messages (mesg y). */
+static bool
+logged_in(const char *login)
+{
+	struct utmpx *u;
+	bool found = false;
+
+	setutxent();
+	while (!found && (u = getutxent()) != NULL) {
+		char line[sizeof(u->ut_line) + 6];
+		struct stat st;
+
+		if (u->ut_type != USER_PROCESS ||
+		    strncmp(u->ut_user, login, sizeof(u->ut_user)) != 0)
+			continue;
+		snprintf(line, sizeof(line), "/dev/%.*s", (int)sizeof(u->ut_line), u->ut_line);
+		if (strstr(line, "..") == NULL && stat(line, &st) == 0 &&
+		    S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP))
+			found = true;
+	}
+	endutxent();
+	return found;
+}
+
+static int
+add_target(struct route *rt, enum tkind kind, const char *path, const char *root,
+    const char *addr)
+{
+	struct target *nt = reallocarray(rt->t, rt->n + 1, sizeof(*nt));
+
+	if (nt == NULL)
+		return -1;
+	rt->t = nt;
+	nt = &rt->t[rt->n];
+	memset(nt, 0, sizeof(*nt));
+	nt->kind = kind;
+	if ((path && (nt->path = strdup(path)) == NULL) ||
+	    (root && (nt->root = strdup(root)) == NULL) ||
+	    (addr && (nt->addr = strdup(addr)) == NULL)) {
+		free(nt->path);
+		free(nt->root);
+		return -1;
+	}
+	rt->n++;
+	return 0;
+}
+
+/* Is `dir` a Maildir mailslot can write into now? */
+static bool
+usable(const char *dir)
+{
+	char sub[PATH_MAX];
+
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+
+		snprintf(sub, sizeof(sub), "%s/%s", dir, i == 0 ? "tmp" : "new");
+		if (stat(sub, &st) == -1 || !S_ISDIR(st.st_mode) ||
+		    access(sub, W_OK | X_OK) == -1)
+			return false;
+	}
+	return true;
+}
+
+/* A mailbox name (checked, lower-case) and an optional folder tag. */
+static enum route_status
+mailbox_target(const struct router *r, const char *name, const char *tag,
+    struct route *rt)
+{
+	const struct config *c = r->conf;
+	char dir[PATH_MAX], folder[PATH_MAX];
+	struct stat st;
+
+	if (c->mailboxes[0] == '\0')
+		return add_target(rt, TK_MAILDIR, c->maildir, c->maildir, NULL) == -1 ?
+		    RT_LOCAL_ERROR : RT_LOCAL;
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", c->mailboxes, name) >= sizeof(dir))
+		return RT_LOCAL_ERROR;
+	if (stat(dir, &st) == -1) {
+		if (errno != ENOENT && errno != ENOTDIR) {
+			log_msg(LOG_ERR, "event=error op=stat path=%s error=\"%s\"", dir,
+			    strerror(errno));
+			return RT_UNUSABLE;
+		}
+		/* <postmaster> is always accepted (RFC 5321 4.5.1): the catch-all takes it. */
+		if (strcmp(name, "postmaster") == 0)
+			return add_target(rt, TK_MAILDIR, c->maildir, c->maildir, NULL) == -1 ?
+			    RT_LOCAL_ERROR : RT_LOCAL;
+		return RT_NO_MAILBOX;
+	}
+	if (!S_ISDIR(st.st_mode) || !usable(dir)) {
+		log_msg(LOG_WARNING, "event=mailbox-unusable path=%s", dir);
+		return RT_UNUSABLE;
+	}
+	/* user+tag: the Maildir++ folder ".tag", when it is there already. */
+	if (tag != NULL && *tag != '\0' && *tag != '.' &&
+	    (size_t)snprintf(folder, sizeof(folder), "%s/.%s", dir, tag) < sizeof(folder) &&
+	    stat(folder, &st) == 0 && S_ISDIR(st.st_mode) && usable(folder))
+		return add_target(rt, TK_MAILDIR, folder, dir, NULL) == -1 ?
+		    RT_LOCAL_ERROR : RT_LOCAL;
+	return add_target(rt, TK_MAILDIR, dir, dir, NULL) == -1 ? RT_LOCAL_ERROR : RT_LOCAL;
+}
+
+/* Mailboxes of a name: its alias's, or its own. */
+static enum route_status
+mailboxes_of(const struct router *r, const char *lname, const char *base,
+    const char *tag, struct route *rt)
+{
+	const struct alias *a = lookup(r, lname);
+
+	if (a == NULL && base != lname)
+		a = lookup(r, base);
+	if (a == NULL)
+		return mailbox_target(r, base, tag, rt);
+	for (size_t i = 0; i < a->nremote; i++) {
+		if (rt->remote[0] == '\0')
+			strlcpy(rt->remote, a->remote[i], sizeof(rt->remote));
+		if (add_target(rt, TK_FORWARD, NULL, NULL, a->remote[i]) == -1)
+			return RT_LOCAL_ERROR;
+	}
+	for (size_t i = 0; i < a->nlocal; i++) {
+		enum route_status st = mailbox_target(r, a->local[i], NULL, rt);
+
+		if (st != RT_LOCAL)
+			return st;
+	}
+	return RT_LOCAL;
+}
+
+void
+route_rcpt(const struct router *r, const struct mailbox *mb, enum rmode mode,
+    uint64_t size, struct route *rt)
+{
+	const struct config *c = r->conf;
+	char lname[ADDR_MAX_LOCAL + 1], base[ADDR_MAX_LOCAL + 1];
+	const char *tag = NULL, *delim = c->recipient_delimiter;
+	enum route_status st = RT_LOCAL;
+	bool forwards = false, locals = false;
+
+	memset(rt, 0, sizeof(*rt));
+	if (!mb->bare && !accepted_domain(r, mb->domain)) {
+		rt->st = RT_FOREIGN;
+		return;
+	}
+	strlcpy(lname, mb->local, sizeof(lname));
+	lower(lname);
+	strlcpy(base, lname, sizeof(base));
+	if (delim[0] != '\0') {
+		char *p = strstr(base, delim);
+
+		if (p != NULL && p != base) {
+			*p = '\0';
+			tag = lname + (p - base) + strlen(delim);
+		}
+	}
+
+	if (mode != RM_MAILBOX && c->terminal_delivery && logged_in(base)) {
+		if (add_target(rt, TK_TERMINAL, NULL, NULL, base) == -1)
+			st = RT_LOCAL_ERROR;
+		if (mode == RM_EITHER)
+			mode = RM_TERMINAL;	/* SOML: the terminal is enough */
+	} else if (mode == RM_TERMINAL) {
+		rt->st = RT_NOT_LOGGED_IN;
+		return;
+	}
+	if (st == RT_LOCAL && mode != RM_TERMINAL)
+		st = mailboxes_of(r, lname, tag != NULL ? base : lname, tag, rt);
+
+	for (size_t i = 0; i < rt->n && st == RT_LOCAL; i++) {
+		struct target *t = &rt->t[i];
+
+		if (t->kind == TK_FORWARD) {
+			forwards = true;
+			continue;
+		}
+		locals = true;
+		if (t->kind != TK_MAILDIR)
+			continue;
+		switch (quota_check(t->root, c->quota, size)) {
+		case QUOTA_OK:
+			break;
+		case QUOTA_OVER:
+			st = RT_OVER_QUOTA;
+			continue;
+		case QUOTA_BROKEN:
+			st = RT_LOCAL_ERROR;
+			continue;
+		}
+		if (!maildir_room(t->path, c->min_free_space, size))
+			st = RT_NO_SPACE;
+	}
+	if (st == RT_LOCAL && forwards)
+		st = c->forward_command[0] == '\0' ? RT_NOT_LOCAL :
+		    locals ? RT_LOCAL : RT_FORWARD;
+	rt->st = st;
+}
+
+void
+route_free(struct route *rt)
+{
+	for (size_t i = 0; i < rt->n; i++) {
+		free(rt->t[i].path);
+		free(rt->t[i].root);
+		free(rt->t[i].addr);
+	}
+	free(rt->t);
+	rt->t = NULL;
+	rt->n = 0;
+}
