@@ -44,6 +44,8 @@
 # Normalising (for golden transcripts and log checks):
 #   ms_normalize       stdin->stdout: "queued as <name>" -> "queued as NAME",
 #                      session=<id> -> session=ID, mailslot[pid] -> mailslot[PID]
+#                      (tests/lib/normalize.sed, which tests/lib/transcript
+#                      uses too)
 #   ms_normalize_msg   stdin->stdout for a stored message: the Received id
 #                      and date -> "id ID" and "; DATE"
 #
@@ -225,10 +227,7 @@ smtp_sock() {
 }
 
 ms_normalize() {
-	sed -E \
-	    -e 's/queued as [0-9]+\.M[0-9]+P[0-9]+Q[0-9]+\.[^ ]*,S=[0-9]+,W=[0-9]+/queued as NAME/' \
-	    -e 's/session=[0-9a-f]{12}/session=ID/g' \
-	    -e 's/mailslot\[[0-9]+\]/mailslot[PID]/g'
+	sed -E -f "$MS_LIB/normalize.sed"
 }
 
 ms_normalize_msg() {
