@@ -55,3 +55,5 @@ clean:
 	rm -f $(PROG) $(OBJS)
 
 .PHONY: all deps check clean
+
+include tests/fuzz/fuzz.mk

@@ -1,0 +1,67 @@
+# tests/fuzz/fuzz.mk: libFuzzer targets (included by the Makefile).
+#
+#   make fuzz [FUZZ_TIME=seconds]   fuzz each target for FUZZ_TIME (default 60)
+#   make fuzz-check                 replay seeds and regressions, then a few
+#                                   seconds of fuzzing each (part of make check)
+#
+# Each target links the src/ file it tests, built here with ASan, UBSan and
+# the fuzzer's coverage instrumentation; src/*.o are not touched.  New
+# inputs go to build/fuzz/corpus/<target>/, crashes to build/fuzz/; the
+# committed seeds (tests/fuzz/<target>/seed/) are only read.  A crash worth
+# keeping is copied into tests/fuzz/<target>/regress/.
+
+FUZZ_CC		?= clang-14
+FUZZ_TIME	?= 60
+FUZZ_CHECK_TIME	?= 4
+FUZZ_TARGETS	= addr data conf getline
+FUZZ_DIR	= build/fuzz
+FUZZ_CFLAGS	= -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS $(DEP_CFLAGS) -Isrc \
+		  $(WARN) -g -O1 -fno-omit-frame-pointer \
+		  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+# What each target links from src/.
+FUZZ_SRC_addr	 = src/addr.c
+FUZZ_SRC_data	 = src/data.c
+FUZZ_SRC_conf	 = src/conf.c src/addr.c
+FUZZ_SRC_getline = src/io.c
+
+FUZZ_BINS = $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+
+$(FUZZ_DIR)/.dir:
+	mkdir -p $(FUZZ_DIR)
+	echo '*' > build/.gitignore
+	touch $@
+
+.SECONDEXPANSION:
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*) $(HDRS) $(FUZZ_DIR)/.dir
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(DEP_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# -runs=0 replays every file in the corpus directories once and stops.
+fuzz-check: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/check-$$t && \
+		echo "fuzz $$t: replaying seeds and regressions" && \
+		$(FUZZ_DIR)/fuzz_$$t -runs=0 $(FUZZ_DIR)/check-$$t tests/fuzz/$$t/seed \
+			$$(test -d tests/fuzz/$$t/regress && echo tests/fuzz/$$t/regress) \
+			2>$(FUZZ_DIR)/replay-$$t.log || \
+			{ tail -n 40 $(FUZZ_DIR)/replay-$$t.log; exit 1; }; \
+		echo "fuzz $$t: $(FUZZ_CHECK_TIME) s" && \
+		nice -n 10 $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_CHECK_TIME) \
+			-dict=tests/fuzz/$$t.dict -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
+			$(FUZZ_DIR)/corpus/$$t tests/fuzz/$$t/seed \
+			2>$(FUZZ_DIR)/check-$$t.log || \
+			{ tail -n 40 $(FUZZ_DIR)/check-$$t.log; exit 1; }; \
+	done
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t && \
+		echo "fuzz $$t: $(FUZZ_TIME) s" && \
+		nice -n 10 $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			-dict=tests/fuzz/$$t.dict -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
+			$(FUZZ_DIR)/corpus/$$t tests/fuzz/$$t/seed || exit 1; \
+	done
+
+.PHONY: fuzz fuzz-build fuzz-check
