@@ -1143,7 +1143,10 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 	}
 	vlen = strcspn(line, " ");
 	if ((c = command_find(line, vlen)) == NULL) {
-		reply(s, RP_UNRECOGNIZED, NULL);
+		if (raw > LINE_MAX_CMD)
+			reply(s, RP_LINE_TOO_LONG, "line too long");
+		else
+			reply(s, RP_UNRECOGNIZED, NULL);
 		return;
 	}
 	arg = line + vlen;
