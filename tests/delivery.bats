@@ -4,8 +4,17 @@
 
 load 'lib/common'
 
-setup() { ms_setup; }
-teardown() { ms_teardown; }
+setup() {
+	ms_setup
+	MS_MOUNTED=
+}
+
+teardown() {
+	if [ -n "$MS_MOUNTED" ]; then
+		umount "$MS_MOUNTED" || umount -l "$MS_MOUNTED"
+	fi
+	ms_teardown
+}
 
 EMR='EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\n'
 
@@ -272,4 +281,26 @@ received_lines() {
 	run smtp_pipe "${EMR}DATA\r\nSubject: x\r\n\r\nclean\r\n.\r\nQUIT\r\n" -o line_endings=strict
 	assert_success
 	assert_stored "${TRACE_PIPE}Subject: x\n\nclean\n"
+}
+
+# ---- 452: the disk fills up during DATA -----------------------------------------
+
+@test "452 4.3.1 when the disk fills during DATA; nothing in new/ or tmp/" {
+	[ "$(id -u)" = 0 ] || skip "needs root to mount a small tmpfs"
+	mkdir -p "$MS_DIR/small"
+	mount -t tmpfs -o size=256k tmpfs "$MS_DIR/small" 2>/dev/null ||
+		skip "cannot mount a tmpfs here"
+	MS_MOUNTED=$MS_DIR/small
+	MS_MAILDIR=$MS_DIR/small/Maildir
+	MS_OPTS=(-o "maildir=$MS_MAILDIR" -o "hostname=$MS_HOST" -o min_free_space=0)
+	{ printf '%b' "${EMR}DATA\r\n"; body_of 1000000; printf '.\r\nNOOP\r\nQUIT\r\n'; } >"$MS_DIR/in"
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	local replies=$output
+	run ms_nth_reply 6 <<<"$replies"
+	assert_output --regexp '^452 4\.3\.1 ([^ ].*: )?Requested action not taken: insufficient system storage$'
+	run ms_nth_reply 7 <<<"$replies"
+	assert_output '250 2.0.0 Requested mail action okay, completed'
+	assert_equal "$(ms_new_count)" 0
+	assert_equal "$(ms_tmp_count)" 0
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bats
+# The log: a session id on every line, escaped untrusted text, never the
+# body, and never a byte on fd 2 when fd 2 is the client's connection.
+
+load 'lib/common'
+
+setup() { ms_setup; }
+teardown() { ms_teardown; }
+
+SESSION='EHLO c.example\r\nFOO\x1b[31m\x01\xff\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x/y\x7f@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: x\r\n\r\nSECRET-BODY-TEXT\r\n.\r\nQUIT\r\n'
+
+@test "log: every line carries the same session id" {
+	run smtp_pipe "$SESSION"
+	assert_success
+	local n ids
+	n=$(grep -c '' "$MS_DIR/log")
+	[ "$n" -ge 3 ] || fail "only $n log lines: $(cat "$MS_DIR/log")"
+	run grep -vcE '^mailslot\[[0-9]+\]: session=[0-9a-f]{12} ' "$MS_DIR/log"
+	assert_output 0
+	ids=$(sed -E 's/^[^ ]+ session=([0-9a-f]+) .*/\1/' "$MS_DIR/log" | sort -u | wc -l)
+	assert_equal "$ids" 1
+}
+
+@test "log: two sessions have different ids" {
+	run smtp_pipe 'QUIT\r\n'
+	local a b
+	a=$(sed -nE '1s/^[^ ]+ session=([0-9a-f]+) .*/\1/p' "$MS_DIR/log")
+	run smtp_pipe 'QUIT\r\n'
+	b=$(sed -nE '1s/^[^ ]+ session=([0-9a-f]+) .*/\1/p' "$MS_DIR/log")
+	[ -n "$a" ] && [ "$a" != "$b" ] || fail "session ids: '$a' and '$b'"
+}
+
+@test "log: refusals are logged with the command escaped; deliveries with the file" {
+	run smtp_pipe "$SESSION"
+	assert_success
+	run grep -F 'command="FOO\033[31m\001\377"' "$MS_DIR/log"
+	assert_success
+	run grep -F 'x/y\177@example.org' "$MS_DIR/log"
+	assert_success
+	run grep -F "file=$(basename "$(ms_new_file)")" "$MS_DIR/log"
+	assert_success
+	# no raw control octet or 8-bit octet anywhere in the log
+	run bash -c "LC_ALL=C grep -c \$'[\\x01-\\x08\\x0b-\\x1f\\x7f-\\xff]' '$MS_DIR/log'"
+	assert_output 0
+}
+
+@test "log: the message body is never logged" {
+	run smtp_pipe "$SESSION"
+	assert_success
+	run grep -c 'SECRET-BODY-TEXT' "$MS_DIR/log"
+	assert_output 0
+	grep -q '^SECRET-BODY-TEXT$' "$(ms_new_file)"
+}
+
+@test "log: with fd 2 the same pipe as fd 1, the client gets replies only" {
+	printf '%b' "$SESSION" >"$MS_DIR/in"
+	ms_cmd
+	"$MS_LIB/stderr-to-stdout" "${MS_CMD[@]}" <"$MS_DIR/in" >"$MS_DIR/replies"
+	run ms_show_replies "$MS_DIR/replies"
+	assert_line --index 0 '220 mx.test ESMTP mailslot ready'
+	assert_line --index -1 '221 2.0.0 mx.test Service closing transmission channel'
+	refute_line --regexp '^([^0-9]|[0-9]{3}[^ -])'
+	refute_output --partial 'session='
+}
+
+@test "log: a bad configuration with fd 2 the same as fd 1: only the 421 reaches the client" {
+	ms_cmd -o max_errors=abc
+	run "$MS_LIB/stderr-to-stdout" "${MS_CMD[@]}" </dev/null
+	assert_equal "$status" 100
+	assert_output $'421 4.3.5 mx.test Service not available, closing transmission channel\r'
+}
+
+@test "log: inetd-style, fd 2 the client's socket: the client gets replies only" {
+	MAILSLOT_WRAPPER="$MS_LIB/stderr-to-stdout $MAILSLOT_WRAPPER"
+	ms_listen
+	run smtp_sock --send "$SESSION"
+	assert_success
+	assert_line --index 0 '220 mx.test ESMTP mailslot ready'
+	assert_line --index -1 '221 2.0.0 mx.test Service closing transmission channel'
+	refute_line --regexp '^([^0-9]|[0-9]{3}[^ -])'
+	refute_output --partial 'session='
+	assert_equal "$(ms_new_count)" 1
+}
