@@ -344,7 +344,10 @@ conf_finish(struct config *c, FILE *err)
 		struct passwd *pw;
 		char *p;
 
-		if (home == NULL || *home != '/')
+		/* Started as root with a `user`, "~" is that user's home. */
+		if (c->user[0] != '\0' && geteuid() == 0)
+			home = (pw = getpwnam(c->user)) != NULL ? pw->pw_dir : NULL;
+		else if (home == NULL || *home != '/')
 			home = (pw = getpwuid(getuid())) != NULL ? pw->pw_dir : NULL;
 		if (home == NULL) {
 			fprintf(err, "mailslot: maildir: no home directory for ~\n");
@@ -360,6 +363,10 @@ conf_finish(struct config *c, FILE *err)
 		problems++;
 	}
 	problems += tls_paths(c, err);
+	if (c->user[0] != '\0' && getpwnam(c->user) == NULL) {
+		fprintf(err, "mailslot: user: no account \"%s\"\n", c->user);
+		problems++;
+	}
 	return problems;
 }
 

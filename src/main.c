@@ -12,6 +12,8 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +122,34 @@ is_socket(int fd)
 	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/*
+ * Started as root (inetd often is), become `user` before the first byte of
+ * input is read.  Returns 0, or -1 with the reason logged.
+ */
+static int
+drop_privileges(const struct config *c)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0 || c->user[0] == '\0')
+		return 0;
+	if ((pw = getpwnam(c->user)) == NULL) {
+		log_msg(LOG_ERR, "event=config problem=\"user: no account %s\"", c->user);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		log_msg(LOG_ERR, "event=config problem=\"user: %s is root\"", c->user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1 || setuid(0) != -1) {
+		log_msg(LOG_ERR, "event=error op=setuid user=%s error=\"%s\"", c->user,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Hand configuration problems to the log, line by line. */
 static void
 log_problems(char *text)
@@ -216,6 +246,10 @@ main(int argc, char *argv[], char *envp[])
 		return EXIT_PERM;
 	}
 	free(problems_text);
+	if (drop_privileges(&conf) == -1) {
+		smtp_refuse(&io, conf.hostname, "4.3.5");
+		return EXIT_PERM;
+	}
 
 	find_peer(rfd, &peer);
 	le = (enum line_endings)conf.line_endings;
