@@ -56,4 +56,20 @@ clean:
 
 .PHONY: all deps check clean
 
+# The benchmark (bench/, BENCHMARKS.md), not part of check: make bench,
+# or make bench BENCH_QUICK=1 for small N.  Needs systemd and valgrind.
+BENCH_PROGS  = bench/smtpload bench/floor bench/rsswrap
+BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(CFLAGS) $(CPPFLAGS)
+
+bench/smtpload: bench/smtpload.c
+	$(CC) $(BENCH_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lpthread
+
+bench/floor bench/rsswrap: bench/%: bench/%.c
+	$(CC) $(BENCH_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
+
+bench: $(PROG) $(BENCH_PROGS)
+	BENCH_QUICK='$(BENCH_QUICK)' sh bench/bench.sh
+
+.PHONY: bench
+
 include tests/fuzz/fuzz.mk
