@@ -200,3 +200,25 @@ pad() {
 	run grep -E 'event=disconnect' "$MS_DIR/log"
 	assert_success
 }
+
+# ---- reply length ---------------------------------------------------------------
+
+@test "a reply that echoes a long, escaped address stays within 512 octets, and the session goes on" {
+	local n c a
+	for n in 60 124 200 250; do
+		for c in '\xff' '\x01' 'a'; do
+			a=$(for ((i = 0; i < n; i++)); do printf '%s' "$c"; done)
+			for a in "<$a@example.org>" "<$a>" "<x@$a.example>"; do
+				echo "input: RCPT TO:$a" | cat -v
+				run smtp_pipe "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:$a\r\nQUIT\r\n"
+				assert_success
+				run ms_nth_reply 4 <<<"$output"
+				assert_output --regexp '^[25][0-9][0-9] [25]\.[0-9]+\.[0-9]+ '
+				[ "$(LC_ALL=C wc -L <<<"$output")" -le 510 ] ||
+					fail "reply of $(LC_ALL=C wc -L <<<"$output") octets + CRLF to RCPT TO:$a"
+				assert_equal "$(tail -n 1 "$MS_DIR/replies" | tr -d '\r')" \
+				    '221 2.0.0 mx.test Service closing transmission channel'
+			done
+		done
+	done
+}
