@@ -206,9 +206,9 @@ pad() {
 @test "a reply that echoes a long, escaped address stays within 512 octets, and the session goes on" {
 	local n c a
 	for n in 60 124 200 250; do
-		for c in '\xff' '\x01' 'a'; do
+		for c in '\xff' '\x01' '"' 'a'; do
 			a=$(for ((i = 0; i < n; i++)); do printf '%s' "$c"; done)
-			for a in "<$a@example.org>" "<$a>" "<x@$a.example>"; do
+			for a in "<$a@example.org>" "<$a>" "<x@$a.example>" "$a"; do
 				echo "input: RCPT TO:$a" | cat -v
 				run smtp_pipe "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:$a\r\nQUIT\r\n"
 				assert_success
