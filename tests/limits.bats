@@ -222,3 +222,10 @@ pad() {
 		done
 	done
 }
+
+@test "a client that stops reading: mailslot gives up within command_timeout and exits" {
+	ms_listen -o command_timeout=2
+	run smtp_sock --noread --repeat 'NOOP\r\n' 400000 \
+	    --run "$MS_LIB/conn-wait-exit '$MS_DIR/sa.log' 20 '$MS_DIR/waited'" --timeout 5
+	assert_equal "$(cat "$MS_DIR/waited")" exited
+}

@@ -209,7 +209,7 @@ ms_stop() {
 		wait "$MS_SA_PID" 2>/dev/null || true
 		MS_SA_PID=
 		for pid in $(ms_conn_pids); do
-			if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+			if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" |
 			    grep -qF -- "$MAILSLOT"; then
 				kill -9 "$pid" 2>/dev/null || true
 			fi

@@ -25,6 +25,8 @@ every byte it got to --out (default stdout).  --report FILE gets key=value
 lines: closed (yes/no), senderror, waitfail, and with --exec the child's
 exit status (exit, signal) and peak RSS (maxrss_kb, from wait4).
 --stderr FILE takes the child's stderr (--exec only).
+--noread: never read (a client that stops reading; TCP only); sends give up
+after --timeout seconds, and the client closes without waiting.
 """
 import argparse
 import codecs
@@ -57,6 +59,7 @@ def main():
     ap.add_argument('--out')
     ap.add_argument('--report')
     ap.add_argument('--stderr')
+    ap.add_argument('--noread', action='store_true')
     for name, nargs in (('send', None), ('send_file', None), ('repeat', 2),
                         ('pause', None), ('wait', None), ('run', None),
                         ('shut', 0), ('hwm', 0), ('signal', None)):
@@ -87,7 +90,7 @@ def main():
             wfile.close()
     else:
         sock = socket.create_connection((args.host, args.port), timeout=5)
-        sock.settimeout(None)
+        sock.settimeout(args.timeout if args.noread else None)
         rfd = sock.fileno()
 
         def send(b):
@@ -115,7 +118,8 @@ def main():
                 cond.notify_all()
 
     t = threading.Thread(target=reader, daemon=True)
-    t.start()
+    if not args.noread:
+        t.start()
 
     report = {'senderror': 'no', 'waitfail': 'no'}
     cursor = 0
@@ -144,7 +148,7 @@ def main():
                     send(unit * n)
             elif kind == 'shut':
                 shut()
-        except (BrokenPipeError, ConnectionResetError, OSError) as e:
+        except (BrokenPipeError, ConnectionResetError, OSError, socket.timeout) as e:
             report['senderror'] = type(e).__name__
             sending = False
             continue
@@ -181,7 +185,7 @@ def main():
         elif kind == 'run':
             subprocess.run(val, shell=True, check=False)
 
-    deadline = time.monotonic() + args.timeout
+    deadline = time.monotonic() + (0 if args.noread else args.timeout)
     with cond:
         while not state['closed']:
             left = deadline - time.monotonic()
