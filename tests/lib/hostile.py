@@ -98,14 +98,17 @@ class Conn:
         self.sock.close()
 
 
+# Every octet value mapped onto letters, digits, space, '.' and '-'.
+ALPHABET = bytes(b'abcdefghijklmnopqrstuvwxyz0123456789 .-'[i % 39] for i in range(256))
+
+
 def body_bytes(tag, size, rnd):
     """A message of about `size` octets, CRLF lines, with a unique tag."""
     out = [b'Subject: ' + tag + b'\r\n', b'X-Tag: ' + tag + b'\r\n', b'\r\n']
     n = sum(len(x) for x in out)
     while n < size:
         k = rnd.randint(0, 200)
-        line = bytes(rnd.choice(b'abcdefghijklmnopqrstuvwxyz0123456789 .-')
-                     for _ in range(k))
+        line = rnd.randbytes(k).translate(ALPHABET)
         if line.startswith(b'.'):
             line = b'.' + line          # dot-stuffed on the wire
         out.append(line + b'\r\n')
@@ -385,9 +388,9 @@ def cmd_crash(args):
     for tag in acked:
         if tag not in seen:
             problems.append('%s got 250 but is not in new/' % tag.decode())
-    print('sessions=%d acked=%d in_new=%d tmp_left=%d points=%s' % (
+    print('sessions=%d acked=%d in_new=%d tmp_left=%d seed=%d points=%s' % (
         args.sessions, len(acked), len(new),
-        len(listdir(os.path.join(md, 'tmp'))),
+        len(listdir(os.path.join(md, 'tmp'))), args.seed,
         ','.join('%s:%d' % kv for kv in counts.items())))
     for p in problems:
         print('FAIL ' + p)
