@@ -19,21 +19,35 @@ HARDLD	= -pie -Wl,-z,relro,-z,now
 # libsystemd: headers only; the library is dlopen()ed on first use (src/sd.h).
 DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags libbsd-overlay libsystemd 2>/dev/null)
 DEP_LIBS   = $(shell $(PKG_CONFIG) --libs libbsd-overlay 2>/dev/null)
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS -DVERSION='"$(VERSION)"' $(DEP_CFLAGS) \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS -DVERSION='"$(VERSION)"' $(DEP_CFLAGS) $(TLS_CFLAGS) \
 	     $(WARN) $(HARDEN) $(CFLAGS) $(CPPFLAGS)
 ALL_LDFLAGS = $(HARDLD) $(LDFLAGS)
 
 # Debian packages that building and testing need.
 BUILD_DEPS = gcc make pkg-config libbsd-dev libsystemd-dev
-TEST_DEPS  = bats bats-assert bats-support python3 systemd
+TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-ssleay-perl
+
+# STARTTLS through libtls (src/tls.c); `make TLS=no` builds without it.
+TLS	?= yes
+ifeq ($(TLS),yes)
+SRCS	+= src/tls.c
+TLS_CFLAGS = -DMAILSLOT_TLS $(shell $(PKG_CONFIG) --cflags libtls 2>/dev/null)
+TLS_LIBS   = $(shell $(PKG_CONFIG) --libs libtls 2>/dev/null || echo -ltls)
+BUILD_DEPS += libtls-dev
+endif
 
 all: $(PROG)
 
 $(PROG): $(OBJS)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(DEP_LIBS) -ldl
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(DEP_LIBS) $(TLS_LIBS) -ldl
 
-src/%.o: src/%.c $(HDRS)
+src/%.o: src/%.c $(HDRS) build/tls-$(TLS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Changing TLS= rebuilds every object: main.c and smtp.c compile differently.
+build/tls-$(TLS):
+	@mkdir -p build && rm -f build/tls-* && touch $@
+	@test -f build/.gitignore || echo '*' > build/.gitignore
 
 # Install what is missing (as root, with apt-get); nothing when all is there.
 deps:
