@@ -138,6 +138,40 @@ sys.stdout.buffer.write(data[data.index(b"\n", i) + 1:])
 	assert_output 1
 }
 
+@test "250: REMOTE_ADDR, and an IPv6 TCPREMOTEIP as an IPv6: literal" {
+	REMOTE_ADDR=198.51.100.9 run smtp_pipe "${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	assert_success
+	run grep -c '^Received: from c.example (unknown \[198\.51\.100\.9\])$' "$(ms_new_file)"
+	assert_output 1
+	rm -f "$MS_MAILDIR"/new/*
+	TCPREMOTEIP=2001:db8::7 run smtp_pipe "${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	assert_success
+	run grep -c '^Received: from c.example (unknown \[IPv6:2001:db8::7\])$' "$(ms_new_file)"
+	assert_output 1
+}
+
+@test "250: systemd Accept=yes without StandardInput=socket: the connection is fd 3" {
+	MS_LISTEN_INETD=
+	ms_listen
+	run smtp_sock --send "${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_line --index -1 '221 2.0.0 mx.test Service closing transmission channel'
+	run grep -c '^Received: from c.example (unknown \[127\.0\.0\.1\])$' "$(ms_new_file)"
+	assert_output 1
+}
+
+@test "ps shows the peer and the state (setproctitle)" {
+	ms_listen
+	run smtp_sock --send 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n' --wait '250 2.1.0' \
+	    --run "tr '\\0' ' ' </proc/\$(sed -n 's/^Spawned .* as PID \([0-9]*\)\.\$/\1/p' '$MS_DIR/sa.log' | tail -n 1)/cmdline >'$MS_DIR/title'" \
+	    --send 'QUIT\r\n'
+	assert_success
+	run cat "$MS_DIR/title"
+	assert_output --partial '127.0.0.1'
+	assert_output --partial 'mail'
+}
+
 @test "250: a launcher's bad TCPREMOTEHOST / TCPREMOTEIP cannot add a header line" {
 	TCPREMOTEIP=$'192.0.2.7\nX-Injected: ip' TCPREMOTEHOST=$'evil.example\nX-Injected: host' \
 	    run smtp_pipe "${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"

@@ -25,6 +25,9 @@
 #
 # Over TCP (systemd-socket-activate --inetd on 127.0.0.1, a free port):
 #   ms_listen [mailslot args...]   start; sets MS_PORT and MS_SA_PID
+#                                  (MS_LISTEN_INETD= empty: no --inetd, the
+#                                  connection on fd 3 as a plain Accept=yes
+#                                  unit passes it)
 #   smtp_sock [client steps...]    run tests/lib/smtpclient.py against it;
 #     prints the replies like smtp_pipe; returns the client's status
 #     (0: the server closed the connection, 3: it did not, in --timeout)
@@ -86,6 +89,7 @@ ms_setup() {
 	MS_OPTS=(-o "maildir=$MS_MAILDIR" -o "hostname=$MS_HOST")
 	MS_SA_PID=
 	MS_PORT=
+	MS_LISTEN_INETD=yes
 	# Logs must go to stderr, whatever environment the suite runs in.
 	unset INVOCATION_ID JOURNAL_STREAM LISTEN_FDS LISTEN_PID LISTEN_FDNAMES
 	unset TCPREMOTEIP TCPREMOTEHOST REMOTE_ADDR
@@ -168,7 +172,7 @@ ms_listen() {
 	for tries in 1 2 3 4 5; do
 		MS_PORT=$(ms_free_port)
 		: >"$MS_DIR/sa.log"
-		systemd-socket-activate --inetd -a -l "127.0.0.1:$MS_PORT" \
+		systemd-socket-activate ${MS_LISTEN_INETD:+--inetd} -a -l "127.0.0.1:$MS_PORT" \
 			"${MS_CMD[@]}" 2>>"$MS_DIR/sa.log" </dev/null 3>&- &
 		MS_SA_PID=$!
 		for i in $(seq 1 100); do
