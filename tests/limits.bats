@@ -228,3 +228,12 @@ pad() {
 	    --run "$MS_LIB/conn-wait-exit '$MS_DIR/sa.log' 20 '$MS_DIR/waited'" --timeout 5
 	assert_equal "$(cat "$MS_DIR/waited")" exited
 }
+
+@test "command_timeout bounds the whole line: a byte every 0.6 s does not keep a line open" {
+	run smtp_exec --send 'N' --pause 0.6 --send 'O' --pause 0.6 --send 'O' --pause 0.6 \
+	    --send 'P' --pause 0.6 --send ' ' --pause 0.6 --send 'x' --pause 0.6 --send '\r\n' \
+	    --wait '421 ' -- -o command_timeout=2
+	assert_success
+	assert_line --index 1 --regexp '^421 4\.4\.2 mx\.test '
+	refute_line --regexp '^250 '
+}
