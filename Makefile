@@ -63,12 +63,95 @@ deps:
 
 check: deps
 	$(MAKE) all
+	$(MAKE) lint-man
 	bats --print-output-on-failure tests
 
 clean:
 	rm -f $(PROG) $(OBJS)
 
 .PHONY: all deps check clean
+
+# tests/deploy-*.bats: launchers, real clients, Dovecot, the man pages.
+TEST_DEPS += swaks msmtp curl ucspi-tcp openbsd-inetd execline s6 \
+	     dovecot-imapd mandoc man-db strace iproute2 util-linux
+
+# Installation.  No root needed with DESTDIR (a staging tree).  The binary
+# reads /etc/mailslot/mailslot.conf by default; with another SYSCONFDIR the
+# installed service passes -f.
+PREFIX	= /usr/local
+SBINDIR	= $(PREFIX)/sbin
+MANDIR	= $(PREFIX)/share/man
+DOCDIR	= $(PREFIX)/share/doc/mailslot
+SYSCONFDIR = /etc
+SYSTEMDUNITDIR = $(PREFIX)/lib/systemd/system
+SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
+TMPFILESDIR = $(PREFIX)/lib/tmpfiles.d
+INSTALL	= install
+MANPAGES = man/mailslot.8 man/mailslot.conf.5
+CONTRIB	= contrib/README contrib/inetd.conf contrib/xinetd.mailslot
+CONF_ARG = $(if $(filter /etc,$(SYSCONFDIR)),, -f $(SYSCONFDIR)/mailslot/mailslot.conf)
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/mailslot $(DESTDIR)$(DOCDIR)/contrib/tcpserver \
+	    $(DESTDIR)$(DOCDIR)/contrib/s6
+	$(INSTALL) -m 755 $(PROG) $(DESTDIR)$(SBINDIR)/mailslot
+	$(INSTALL) -m 644 man/mailslot.8 $(DESTDIR)$(MANDIR)/man8/mailslot.8
+	$(INSTALL) -m 644 man/mailslot.conf.5 $(DESTDIR)$(MANDIR)/man5/mailslot.conf.5
+	$(INSTALL) -m 644 units/mailslot.socket $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot.socket
+	sed 's|^ExecStart=/usr/sbin/mailslot$$|ExecStart=$(SBINDIR)/mailslot$(CONF_ARG)|' \
+	    units/mailslot@.service >$(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service
+	$(INSTALL) -m 644 units/mailslot.sysusers $(DESTDIR)$(SYSUSERSDIR)/mailslot.conf
+	$(INSTALL) -m 644 units/mailslot.tmpfiles $(DESTDIR)$(TMPFILESDIR)/mailslot.conf
+	@# An existing configuration is the administrator's: never overwritten.
+	test -e $(DESTDIR)$(SYSCONFDIR)/mailslot/mailslot.conf || \
+	    $(INSTALL) -m 644 etc/mailslot.conf $(DESTDIR)$(SYSCONFDIR)/mailslot/mailslot.conf
+	$(INSTALL) -m 644 README $(DESTDIR)$(DOCDIR)/README
+	$(INSTALL) -m 644 $(CONTRIB) $(DESTDIR)$(DOCDIR)/contrib/
+	$(INSTALL) -m 755 contrib/tcpserver/run contrib/tcpserver/log-run \
+	    $(DESTDIR)$(DOCDIR)/contrib/tcpserver/
+	$(INSTALL) -m 755 contrib/s6/run $(DESTDIR)$(DOCDIR)/contrib/s6/
+	@if [ -z "$(DESTDIR)" ]; then \
+		echo "next: systemd-sysusers; systemd-tmpfiles --create;" \
+		    "systemctl daemon-reload; systemctl enable --now mailslot.socket"; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/mailslot \
+	    $(DESTDIR)$(MANDIR)/man8/mailslot.8 $(DESTDIR)$(MANDIR)/man5/mailslot.conf.5 \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot.socket \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service \
+	    $(DESTDIR)$(SYSUSERSDIR)/mailslot.conf $(DESTDIR)$(TMPFILESDIR)/mailslot.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@# The configuration goes only when it is still the example.
+	if cmp -s etc/mailslot.conf $(DESTDIR)$(SYSCONFDIR)/mailslot/mailslot.conf; then \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/mailslot/mailslot.conf; \
+		rmdir $(DESTDIR)$(SYSCONFDIR)/mailslot 2>/dev/null || true; \
+	fi
+
+# Every message mandoc -Tlint has, style included, fails the lint; but
+# whether an Xr target is installed depends on the machine, not the page.
+lint-man:
+	@out=$$(mandoc -Tlint -Wstyle $(MANPAGES) 2>&1 | \
+	    grep -v -e 'referenced manual not found' -e 'outdated mandoc.db'); \
+	if [ -n "$$out" ]; then printf '%s\n' "$$out"; exit 1; fi
+
+# The demo: mailslot on 127.0.0.1:$(RUN_PORT) under systemd-socket-activate,
+# delivering into $(RUN_DIR)/Maildir.  Installs what it needs first.
+RUN_PORT = 2525
+RUN_DIR	= $(CURDIR)/demo
+RUN_DEPS = systemd swaks curl python3
+
+run:
+	@$(MAKE) -s deps TEST_DEPS='$(RUN_DEPS)'
+	@$(MAKE) -s all
+	@sh contrib/demo.sh '$(CURDIR)/$(PROG)' '$(CURDIR)/etc/mailslot.conf' \
+	    '$(RUN_PORT)' '$(RUN_DIR)'
+
+.PHONY: install uninstall lint-man run
 
 # The benchmark (bench/, BENCHMARKS.md), not part of check: make bench,
 # or make bench BENCH_QUICK=1 for small N.  Needs systemd and valgrind.
