@@ -66,24 +66,28 @@ is_socket(int fd)
 }
 
 /*
- * Library messages go into log lines between quotes, escaped, and without
- * OpenSSL's "error:0A00010B:SSL routines::" before the words that matter.
+ * Library messages go into log lines between quotes, without OpenSSL's
+ * "error:0A00010B:SSL routines::" before the words that matter.  They are
+ * the library's words and the configured paths, never the client's, so a
+ * control character, quote or backslash (there should be none) becomes a
+ * '?' rather than an escape four times as long: smtp.c's buffer is short.
  */
 static void
 reason(char *why, size_t n, const char *what, const char *detail)
 {
-	char text[256];
 	const char *e, *words;
-	int k = what != NULL ? snprintf(why, n, "%s: ", what) : 0;
+	int k;
 
 	if (detail == NULL)
 		detail = "unknown error";
 	if ((e = strstr(detail, "error:")) != NULL && (words = strstr(e, "::")) != NULL)
-		snprintf(text, sizeof(text), "%.*s%s", (int)(e - detail), detail, words + 2);
+		k = snprintf(why, n, "%s%s%.*s%s", what ? what : "", what ? ": " : "",
+		    (int)(e - detail), detail, words + 2);
 	else
-		snprintf(text, sizeof(text), "%s", detail);
-	if (k >= 0 && (size_t)k < n)
-		log_esc(why + k, n - (size_t)k, text, strlen(text));
+		k = snprintf(why, n, "%s%s%s", what ? what : "", what ? ": " : "", detail);
+	for (char *p = why; k >= 0 && *p != '\0'; p++)
+		if (*p < 0x20 || *p > 0x7e || *p == '"' || *p == '\\')
+			*p = '?';
 }
 
 /* ---- The bytes under TLS ------------------------------------------------ */
@@ -270,6 +274,10 @@ tls_offered(const struct config *c)
 	return c->tls_certificate[0] != '\0' && c->tls_key[0] != '\0';
 }
 
+/*
+ * A second call returns what the first loaded, so main can call this
+ * before it gives up root, and the key need only be readable by root.
+ */
 struct tls_server *
 tls_prepare(const struct config *c, char *why, size_t n)
 {
@@ -279,6 +287,9 @@ tls_prepare(const struct config *c, char *why, size_t n)
 		snprintf(why, n, "no certificate configured");
 		return NULL;
 	}
+	/* Loaded already: by a start as root, before it became `user`. */
+	if (ts->ctx != NULL && ts->conn == NULL)
+		return ts;
 	server_free(ts);
 	if ((ts->cfg = server_config(c, true, why, n)) == NULL)
 		return NULL;
