@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
 #include <time.h>
@@ -26,11 +27,20 @@ plain_read(void *ctx, int fd, void *buf, size_t n)
 	return read(fd, buf, n);
 }
 
+/*
+ * A pipe or terminal cannot be told not to block, so wait until it takes
+ * octets, and then give it no more than PIPE_BUF: a write of that much
+ * into a pipe with room does not block.
+ */
 static ssize_t
 plain_write(void *ctx, int fd, const void *buf, size_t n)
 {
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
 	(void)ctx;
-	return write(fd, buf, n);
+	if (poll(&pfd, 1, 0) == 0)
+		return IO_WANT_WRITE;
+	return write(fd, buf, n < PIPE_BUF ? n : PIPE_BUF);
 }
 
 /*
@@ -71,6 +81,7 @@ io_init(struct io *io, int rfd, int wfd, int write_timeout)
 	io->tctx = NULL;
 	io->write_timeout = write_timeout;
 	io->ipos = io->iend = io->olen = 0;
+	io->failed = IO_OK;
 }
 
 static long long
@@ -104,11 +115,18 @@ wait_fd(int fd, short events, long long deadline)
 	}
 }
 
+/*
+ * A client that does not take its replies within the deadline is gone as
+ * far as mailslot is concerned: the failure sticks, and every later wait
+ * returns it at once instead of waiting out the deadline again.
+ */
 static enum io_status
 flush_until(struct io *io, long long deadline)
 {
 	size_t off = 0;
 
+	if (io->failed != IO_OK)
+		return io->failed;
 	while (off < io->olen) {
 		ssize_t n = io->t->write(io->tctx, io->wfd, io->out + off, io->olen - off);
 		enum io_status st;
@@ -126,9 +144,11 @@ flush_until(struct io *io, long long deadline)
 		else if (n == IO_WANT_WRITE || (n == -1 && errno == EAGAIN))
 			st = wait_fd(io->wfd, POLLOUT, deadline);
 		else
-			return IO_ERROR;
-		if (st != IO_OK)
-			return st;
+			st = IO_ERROR;
+		if (st != IO_OK) {
+			io->olen = 0;
+			return io->failed = st;
+		}
 	}
 	io->olen = 0;
 	return IO_OK;

@@ -44,6 +44,7 @@ struct io {
 	int			 write_timeout;	/* seconds, for every flush */
 	size_t			 ipos, iend;	/* unread input is in[ipos..iend) */
 	size_t			 olen;
+	enum io_status		 failed;	/* a flush that failed: it sticks */
 	char			 in[IO_INSIZE];
 	char			 out[IO_OUTSIZE];
 };

@@ -197,26 +197,30 @@ put_line(struct session *s, const char *line, size_t n)
 static void
 reply_line(struct session *s, enum reply r, bool more, const char *detail)
 {
-	char buf[REPLY_MAX + 1];
-	int n, code = catalogue[r].code;
+	char head[REPLY_MAX], buf[REPLY_MAX + 1];
+	const char *text = catalogue[r].text;
+	int hn, dn, n, fixed;
 
-	n = snprintf(buf, sizeof(buf) - 2, "%d%c", code, more ? '-' : ' ');
-	if (catalogue[r].enh != NULL)
-		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s ", catalogue[r].enh);
-	if (catalogue[r].flags & F_HOST)
-		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s ", s->conf->hostname);
+	hn = snprintf(head, sizeof(head), "%d%c%s%s%s%s", catalogue[r].code,
+	    more ? '-' : ' ', catalogue[r].enh ? catalogue[r].enh : "",
+	    catalogue[r].enh ? " " : "",
+	    catalogue[r].flags & F_HOST ? s->conf->hostname : "",
+	    catalogue[r].flags & F_HOST ? " " : "");
+	if (detail == NULL)
+		detail = "";
+	/* A long detail is cut so that the line, CRLF included, fits 512 octets. */
+	fixed = hn + (int)strlen(text) + 2 + 2;
+	dn = (int)strlen(detail);
+	if (dn > REPLY_MAX - fixed)
+		dn = REPLY_MAX - fixed > 0 ? REPLY_MAX - fixed : 0;
 	if (catalogue[r].flags & F_TAIL)
-		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s %s",
-		    catalogue[r].text, detail != NULL ? detail : "");
-	else {
-		if (detail != NULL && *detail != '\0')
-			n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s: ", detail);
-		n += snprintf(buf + n, sizeof(buf) - 2 - (size_t)n, "%s", catalogue[r].text);
-	}
-	if ((size_t)n > sizeof(buf) - 3)
-		n = sizeof(buf) - 3;
-	memcpy(buf + n, "\r\n", 2);
-	put_line(s, buf, (size_t)n + 2);
+		n = snprintf(buf, sizeof(buf), "%s%s %.*s\r\n", head, text, dn, detail);
+	else if (dn > 0)
+		n = snprintf(buf, sizeof(buf), "%s%.*s: %s\r\n", head, dn, detail, text);
+	else
+		n = snprintf(buf, sizeof(buf), "%s%s\r\n", head, text);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		put_line(s, buf, (size_t)n);
 }
 
 /*
