@@ -17,6 +17,16 @@ its socket transport), started as MAILSLOT_WRAPPER + MAILSLOT + options.
       transaction on the same connection must be delivered.  One line per
       run; "FAIL" marks a broken rule.  Exit 1 when any run failed.
 
+  hostile.py smuggle --port P --maildir DIR [--how wait,block,split]
+                     [--expect deliver|refuse] [--eight] FAKE...
+      For each lookalike FAKE (escapes as in Python: \r \n \x00): one
+      connection per way of sending (after the 354; the whole session in
+      one write; cut inside the lookalike) with a transaction whose data
+      holds FAKE and a smuggled MAIL/RCPT/DATA, then a clean transaction,
+      then QUIT.  deliver: two 354s, two 250s, new/ holds exactly the two
+      messages, the first with every octet sent.  refuse: one 554 after the
+      real end, new/ holds exactly the second message.
+
   hostile.py crash --maildir DIR --sessions N --seed S -- CMD...
       N sessions, each killed with SIGKILL at a random point (a random
       delay, inside the data, right after the final dot, right after the
@@ -49,12 +59,18 @@ class Closed(Exception):
 class Conn:
     """One mailslot process on a socketpair."""
 
-    def __init__(self, argv, stderr=subprocess.DEVNULL):
+    def __init__(self, argv, stderr=subprocess.DEVNULL, port=None):
+        self.buf = b''
+        self.proc = None
+        if port is not None:
+            # loopback only: a listener (systemd-socket-activate) started it
+            self.sock = socket.create_connection(('127.0.0.1', port), timeout=5)
+            self.sock.settimeout(None)
+            return
         self.sock, child = socket.socketpair()
         self.proc = subprocess.Popen(argv, stdin=child, stdout=child,
                                      stderr=stderr, close_fds=True)
         child.close()
-        self.buf = b''
 
     def send(self, b):
         self.sock.sendall(b)
@@ -85,6 +101,8 @@ class Conn:
 
     def close(self, wait=REPLY_TIMEOUT):
         self.sock.close()
+        if self.proc is None:
+            return
         try:
             self.proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
@@ -397,6 +415,115 @@ def cmd_crash(args):
     return 1 if problems else 0
 
 
+# ---- smuggling --------------------------------------------------------------
+
+SMUGGLED = (b'MAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@y.example>\r\nDATA\r\n'
+            b'Subject: smuggled\r\n\r\nsmuggled body\r\n')
+SECOND = b'Subject: second\r\n\r\nsecond body\r\n'
+TXN = b'MAIL FROM:<a@x.example>%s\r\nRCPT TO:<b@y.example>\r\nDATA\r\n'
+
+
+def unescape(s):
+    import codecs
+    return codecs.escape_decode(s.encode('utf-8', 'surrogateescape'))[0]
+
+
+def smuggle_once(port, how, fake, params, eight):
+    """One connection: a transaction whose data holds FAKE and a smuggled
+    transaction, then a clean one, then QUIT.  Returns the reply codes in
+    order (or an error string at the end)."""
+    head = b'EHLO c.example\r\n' + TXN % params
+    data1 = b'Subject: first\r\n\r\nbody one' + eight + fake + SMUGGLED
+    second = b'RSET\r\n' + TXN % b'' + SECOND + b'.\r\n'
+    c = Conn(None, port=port)
+    codes = []
+
+    def upto(code):
+        while True:
+            r = c.reply()[0]
+            codes.append(r)
+            if r == code or r >= 400:
+                return r
+
+    try:
+        codes.append(c.reply()[0])
+        if how == 'block':
+            c.send(head + data1 + b'.\r\n' + second + b'QUIT\r\n')
+        else:
+            c.send(head)
+            if upto(354) != 354:
+                raise Closed('no 354')
+            if how == 'wait':
+                c.send(data1)
+                c.send(b'.\r\n')
+            else:
+                # cut inside the lookalike: after its first octet, and again
+                c.send(b'Subject: first\r\n\r\nbody one' + eight + fake[:1])
+                time.sleep(0.02)
+                c.send(fake[1:2])
+                time.sleep(0.02)
+                c.send(fake[2:] + SMUGGLED + b'.\r\n')
+            codes.append(c.reply()[0])
+            c.send(second + b'QUIT\r\n')
+        while True:
+            codes.append(c.reply()[0])
+    except Closed as e:
+        if str(e) != 'eof':
+            codes.append('error:%s' % e)
+    except OSError as e:
+        codes.append('error:%s' % e)
+    finally:
+        c.close()
+    return codes, stored_crlf(data1), stored_crlf(SECOND)
+
+
+def stored_crlf(wire):
+    return wire.replace(b'\r\n', b'\n')
+
+
+def cmd_smuggle(args):
+    md = os.path.abspath(args.maildir)
+    params = b' BODY=8BITMIME' if args.eight else b''
+    eight = b'\xc3\xa9\xff\x80' if args.eight else b''
+    failed = 0
+    for f in args.fake:
+        fake = unescape(f)
+        for how in args.how.split(','):
+            for d in ('new', 'tmp'):
+                for x in listdir(os.path.join(md, d)):
+                    os.unlink(os.path.join(md, d, x))
+            codes, want1, want2 = smuggle_once(args.port, how, fake, params, eight)
+            new = listdir(os.path.join(md, 'new'))
+            tmp = listdir(os.path.join(md, 'tmp'))
+            bodies = [body_of_file(os.path.join(md, 'new', x)) for x in new]
+            problems = []
+            ints = [x for x in codes if isinstance(x, int)]
+            if len(ints) != len(codes):
+                problems.append('the session broke off')
+            if ints.count(354) != 2:
+                problems.append('%d replies 354, want 2' % ints.count(354))
+            if not ints or ints[-1] != 221:
+                problems.append('no 221 at the end')
+            if args.expect == 'deliver':
+                if [x for x in ints if x >= 400]:
+                    problems.append('a refusal')
+                if len(bodies) != 2 or bodies.count(want1) != 1 or bodies.count(want2) != 1:
+                    problems.append('new/ does not hold exactly the two messages, whole')
+            else:
+                if ints.count(554) != 1 or [x for x in ints if x >= 400 and x != 554]:
+                    problems.append('want exactly one refusal, 554')
+                if bodies != [want2]:
+                    problems.append('new/ does not hold exactly the second message')
+            if tmp:
+                problems.append('left in tmp/: %s' % tmp)
+            if problems:
+                failed += 1
+            print('%s %s %r: replies %s' % (
+                'FAIL ' + '; '.join(problems) if problems else 'ok', how, fake,
+                ' '.join(str(x) for x in codes)))
+    return 1 if failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest='what', required=True)
@@ -411,10 +538,18 @@ def main():
     c.add_argument('--sessions', type=int, default=200)
     c.add_argument('--seed', type=int, default=1)
     c.add_argument('cmd', nargs='+')
+    m = sub.add_parser('smuggle')
+    m.add_argument('--port', type=int, required=True)
+    m.add_argument('--maildir', required=True)
+    m.add_argument('--how', default='wait,block,split')
+    m.add_argument('--expect', choices=('deliver', 'refuse'), default='deliver')
+    m.add_argument('--eight', action='store_true')
+    m.add_argument('fake', nargs='+')
     args = ap.parse_args()
-    if args.cmd and args.cmd[0] == '--':
+    if getattr(args, 'cmd', None) and args.cmd[0] == '--':
         args.cmd = args.cmd[1:]
-    sys.exit(cmd_faults(args) if args.what == 'faults' else cmd_crash(args))
+    sys.exit({'faults': cmd_faults, 'crash': cmd_crash,
+              'smuggle': cmd_smuggle}[args.what](args))
 
 
 if __name__ == '__main__':
