@@ -113,3 +113,16 @@ dp_assert_refused() {
 	dp_assert_refused
 	grep -q '^mailslot\[[0-9]*\]: .*event=config problem=.*/etc/mailslot/mailslot.conf: No such file' "$DP_T/launcher.log"
 }
+
+@test "make run: the demo listens on 127.0.0.1:2525 and the commands it prints deliver" {
+	dp_ns ns_demo
+	grep -q "mailslot is listening on 127.0.0.1:2525; messages land in $DP_T/demo/Maildir/new/" "$DP_T/run.out"
+	grep -q '^  swaks --server 127.0.0.1:2525 ' "$DP_T/printed.sh"
+	grep -q 'curl --crlf smtp://127.0.0.1:2525 ' "$DP_T/printed.sh"
+	grep -q 'import smtplib' "$DP_T/printed.sh"
+	run find "$DP_T/demo/Maildir/new" -type f
+	[ "${#lines[@]}" -eq 3 ] || fail "$(cat "$DP_T/printed.out" "$DP_T/run.out")"
+	for f in "${lines[@]}"; do
+		grep -q '^Received: from .* (unknown \[127\.0\.0\.1\])$' "$f"
+	done
+}

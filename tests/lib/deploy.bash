@@ -386,3 +386,141 @@ dp_syscall_group() {
 		esac
 	    done
 }
+
+# ---- real clients and a real reader --------------------------------------
+
+# The message each client sends: LF line endings, a line that starts with
+# a dot, and one that is only dots; $1 is the client's name.  Its last line
+# has no line end: the clients differ in what they add after a final LF
+# (swaks and curl without --crlf an empty line), never before the CRLF
+# they end the data with.  Date and Message-ID are there, so that no client
+# adds its own.
+dp_message() {
+	printf 'Date: Tue, 01 Dec 2026 12:00:00 +0000\n'
+	printf 'From: Alice <alice@client.test>\nTo: Bob <bob@mx.test>\n'
+	printf 'Subject: via %s\nMessage-ID: <%s@client.test>\n\n' "$1" "$1"
+	printf 'Hello from %s.\n.a line that starts with a dot\n..\n' "$1"
+	printf 'and the end.'
+}
+
+# Send with client $1 to 127.0.0.1:2525; its output to $DP_T/client-$1.log.
+dp_client() {
+	local c=$1 m=$DP_T/msg-$1
+	dp_message "$c" >"$m"
+	case $c in
+	swaks)
+		swaks --server 127.0.0.1:2525 --helo client.test \
+		    --from alice@client.test --to bob@mx.test --data "$m" ;;
+	swaks-pipeline)
+		swaks --server 127.0.0.1:2525 --helo client.test --pipeline \
+		    --from alice@client.test --to bob@mx.test --data "$m" ;;
+	msmtp)
+		# --host: no configuration file is read.
+		msmtp --host=127.0.0.1 --port=2525 --domain=client.test \
+		    --auth=off --tls=off --from=alice@client.test bob@mx.test <"$m" ;;
+	curl-crlf)
+		curl -sS --crlf "smtp://127.0.0.1:2525/client.test" \
+		    --mail-from alice@client.test --mail-rcpt bob@mx.test -T "$m" ;;
+	curl-lf)
+		# Without --crlf curl sends the bare LFs as they are.
+		curl -sS "smtp://127.0.0.1:2525/client.test" \
+		    --mail-from alice@client.test --mail-rcpt bob@mx.test -T "$m" ;;
+	smtplib)
+		# A str message: smtplib turns its LFs into CRLF and stuffs dots.
+		python3 - "$m" <<-'PY'
+		import smtplib, sys
+		msg = open(sys.argv[1]).read()
+		with smtplib.SMTP('127.0.0.1', 2525, local_hostname='client.test') as s:
+		    s.sendmail('alice@client.test', ['bob@mx.test'], msg)
+		PY
+		;;
+	*) echo "no client $c" >&2; return 2 ;;
+	esac >"$DP_T/client-$c.log" 2>&1
+}
+
+DP_CLIENTS=(swaks swaks-pipeline msmtp curl-crlf curl-lf smtplib)
+
+# mailslot as the unit runs it (the mailslot account, fd 0/1), and the
+# clients named in the arguments one after another.
+ns_clients() {
+	"${DP_AS_MAILSLOT[@]}" systemd-socket-activate --inetd -a \
+	    -l 127.0.0.1:2525 /usr/sbin/mailslot \
+	    >"$DP_T/launcher.log" 2>&1 </dev/null &
+	DP_PIDS+=("$!")
+	dp_wait_listen 2525
+	local c
+	for c in "$@"; do
+		dp_client "$c" || { echo "$c failed:"; cat "$DP_T/client-$c.log"; return 1; }
+	done
+	sleep 0.2
+}
+
+# Dovecot on 127.0.0.1:1143 (its own configuration, in the foreground)
+# serving the Maildir as the mailslot account, and imaplib fetching every
+# message into $DP_T/imap/N (with RFC822.SIZE in $DP_T/imap/N.size).
+ns_dovecot() {
+	local conf=$DP_T/dovecot.conf
+	ns_clients "${DP_CLIENTS[@]}"
+	mkdir -p /run/dovecot-test "$DP_T/imap"
+	cat >"$conf" <<-EOC
+	protocols = imap
+	listen = 127.0.0.1
+	base_dir = /run/dovecot-test
+	state_dir = /run/dovecot-test/state
+	log_path = $DP_T/dovecot.log
+	ssl = no
+	disable_plaintext_auth = no
+	auth_mechanisms = plain
+	default_login_user = dovenull
+	default_internal_user = dovecot
+	first_valid_uid = $DP_UID
+	last_valid_uid = $DP_UID
+	mail_location = maildir:/var/lib/mailslot/Maildir:INDEX=MEMORY
+	passdb {
+	  driver = static
+	  args = password=secret
+	}
+	userdb {
+	  driver = static
+	  args = uid=$DP_UID gid=$DP_GID home=/var/lib/mailslot
+	}
+	service imap-login {
+	  inet_listener imap {
+	    address = 127.0.0.1
+	    port = 1143
+	  }
+	  inet_listener imaps {
+	    port = 0
+	  }
+	}
+	EOC
+	dp_bg dovecot -F -c "$conf" >"$DP_T/dovecot.out" 2>&1 </dev/null
+	dp_wait_listen 1143 || { cat "$DP_T/dovecot.out" "$DP_T/dovecot.log" >&2; return 1; }
+	python3 - "$DP_T/imap" <<-'PY'
+	import imaplib, sys
+	out = sys.argv[1]
+	m = imaplib.IMAP4('127.0.0.1', 1143)
+	m.login('mailslot', 'secret')
+	m.select('INBOX', readonly=True)
+	typ, data = m.search(None, 'ALL')
+	for num in data[0].split():
+	    typ, d = m.fetch(num, '(RFC822.SIZE BODY.PEEK[])')
+	    meta, body = d[0]
+	    size = meta.split(b'RFC822.SIZE ')[1].split()[0]
+	    open('%s/%s' % (out, num.decode()), 'wb').write(body)
+	    open('%s/%s.size' % (out, num.decode()), 'w').write(size.decode().strip(')'))
+	m.logout()
+	PY
+}
+
+# `make run`, the demo, on its own port 2525 (in this network namespace),
+# its output in $DP_T/run.out; then the commands it prints, as printed.
+ns_demo() {
+	dp_bg make -s -C "$MS_REPO" run RUN_DIR="$DP_T/demo" \
+	    >"$DP_T/run.out" 2>&1 </dev/null
+	dp_wait_listen 2525 || { cat "$DP_T/run.out" >&2; return 1; }
+	sed -n '/from another terminal:$/,/^Then look:/p' "$DP_T/run.out" |
+	    sed '1d;$d' >"$DP_T/printed.sh"
+	sh -e "$DP_T/printed.sh" >"$DP_T/printed.out" 2>&1
+	sleep 0.2
+}
