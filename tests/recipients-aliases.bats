@@ -1,0 +1,413 @@
+#!/usr/bin/env bats
+# Recipients, part 2: the alias file (expansion, nesting, loops, its
+# syntax and its errors), forwards through forward_command (251, 551, the
+# argv and the stdin it gets, its failures), VRFY and EXPN, several
+# recipients in one transaction (one copy per mailbox, all or nothing).
+
+load 'lib/common'
+load 'lib/recipients'
+
+setup() {
+	rc_setup
+	rc_mailbox bob carol dave eve
+	RC_ALIASES=$MS_DIR/aliases
+}
+
+teardown() {
+	rc_teardown
+}
+
+# The alias file from the arguments, one line each; it is then in MS_OPTS.
+aliases() {
+	printf '%s\n' "$@" >"$RC_ALIASES"
+	MS_OPTS+=(-o "aliases=$RC_ALIASES")
+}
+
+# The stored message of mailbox $1, trace normalised, against printf %b of $2.
+assert_stored_in() {
+	local f
+	f=$(rc_new_file "$1")
+	rc_normalize_trace <"$f" >"$MS_DIR/stored"
+	printf '%b' "$2" >"$MS_DIR/expected"
+	ms_assert_same "$MS_DIR/expected" "$MS_DIR/stored" "stored in $1"
+}
+
+# The session ends at once with 421 4.3.5; the log says why, at FILE:LINE.
+assert_refused_config() {
+	assert_output --regexp '^421 4\.3\.5 mx\.test '
+	assert_equal "$(printf '%s\n' "$output" | grep -c '')" 1
+	run grep -F -- "$1" "$MS_DIR/log"
+	assert_success
+	assert_equal "$(rc_all_new | wc -l)" 0
+}
+
+RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id ID'
+
+@test "an alias expands to several mailboxes: one copy each, with its own trace" {
+	aliases 'team: bob, carol, dave'
+	run rc_send 'team@example.org'
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	for who in bob carol dave; do
+		assert_stored_in "$who" "Return-Path: <a@b.example>\nDelivered-To: team@example.org\n$RCVD\n\tfor <team@example.org>; DATE\nSubject: test\n\nhello\n"
+	done
+	assert_equal "$(rc_new_count eve)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+}
+
+@test "several recipients: each copy carries only its own Delivered-To" {
+	run rc_send 'bob@example.org carol@example.net'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_stored_in bob "Return-Path: <a@b.example>\nDelivered-To: bob@example.org\n$RCVD\n\tfor <bob@example.org>; DATE\nSubject: test\n\nhello\n"
+	assert_stored_in carol "Return-Path: <a@b.example>\nDelivered-To: carol@example.net\n$RCVD\n\tfor <carol@example.net>; DATE\nSubject: test\n\nhello\n"
+	# The reply names the first copy; every copy has the same Received id.
+	name=$(printf '%s\n' "$output" | sed -n 's/^250 2\.0\.0 queued as \([^:]*\):.*/\1/p')
+	[ -f "$RC_MB/bob/new/$name" ] || fail "queued as $name, not in bob/new"
+	id=${name%%.mx.test*}
+	grep -qF "with ESMTP id $id" "$(rc_new_file carol)"
+}
+
+@test "duplicates (by case, by domain, by alias, repeated) get one copy per mailbox" {
+	aliases 'team: bob, carol' 'robert: bob'
+	run rc_send 'bob@example.org BOB@example.org robert@example.org team@example.org bob@example.org carol@example.org'
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	f=$(rc_new_file bob)
+	# One Delivered-To per distinct recipient the copy is for.
+	run grep -c '^Delivered-To: ' "$f"
+	assert_output 4
+	for a in bob@example.org BOB@example.org robert@example.org team@example.org; do
+		grep -qxF "Delivered-To: $a" "$f" || fail "no Delivered-To: $a"
+	done
+	f=$(rc_new_file carol)
+	run grep '^Delivered-To: ' "$f"
+	assert_output $'Delivered-To: team@example.org\nDelivered-To: carol@example.org'
+	assert_equal "$(rc_all_new | wc -l)" 2
+}
+
+@test "nested aliases flatten; a mailbox reached twice gets one copy" {
+	aliases 'all: team, eve, bob' 'team: bob, carol' 'ops: all, dave'
+	run rc_send 'ops@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	for who in bob carol dave eve; do
+		rc_new_file "$who" >/dev/null
+	done
+	run grep -c '^Delivered-To: ops@example.org$' "$(rc_new_file bob)"
+	assert_output 1
+}
+
+@test "an alias with its own name as a target means the mailbox of that name" {
+	aliases 'bob: bob, carol'
+	run rc_send 'bob@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	rc_new_file bob >/dev/null
+	rc_new_file carol >/dev/null
+}
+
+@test "an alias loop is refused at load time: 421 4.3.5, file:line in the log" {
+	aliases 'bob: carol' '# a comment' 'a: b' 'b: c' 'c: a'
+	run smtp_pipe 'EHLO c.example\r\nQUIT\r\n'
+	assert_failure
+	assert_refused_config "$RC_ALIASES:3: alias loop"
+	run grep -cF 'event=config' "$MS_DIR/log"
+	refute_output 0
+	# And mailslot -t says the same on stderr.
+	run "$MAILSLOT" "${MS_OPTS[@]}" -t
+	assert_failure
+	assert_output --partial "$RC_ALIASES:3: alias loop"
+}
+
+@test "aliases nested too deep are refused at load time; a short chain is fine" {
+	local lines=() i
+	for i in $(seq 0 39); do
+		lines+=("a$i: a$((i + 1))")
+	done
+	lines+=('a40: bob')
+	aliases "${lines[@]}"
+	run smtp_pipe 'EHLO c.example\r\nQUIT\r\n'
+	assert_failure
+	assert_refused_config "$RC_ALIASES:1: aliases nested deeper than"
+
+	lines=()
+	for i in $(seq 0 7); do
+		lines+=("a$i: a$((i + 1))")
+	done
+	lines+=('a8: bob')
+	aliases "${lines[@]}"
+	run rc_send 'a0@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	rc_new_file bob >/dev/null
+}
+
+@test "continuation lines, comments and blank lines in the alias file" {
+	printf '%s\n' '# the team' '' 'team: bob,' '  carol' '	dave' '   # not a target' \
+	    '' 'pair: eve' '  bob' 'Upper : Carol' >"$RC_ALIASES"
+	MS_OPTS+=(-o "aliases=$RC_ALIASES")
+	run rc_send 'team@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	for who in bob carol dave; do
+		rc_new_file "$who" >/dev/null
+	done
+	assert_equal "$(rc_new_count eve)" 0
+	run reply_to 'EHLO c.example\r\n' 'EXPN pair'
+	assert_equal "$(printf '%s\n' "$output" | grep -c '')" 2
+	assert_line --index 0 --regexp '^250-2\.1\.5 <eve@'
+	assert_line --index 1 --regexp '^250 2\.1\.5 <bob@'
+	# Alias names are matched without regard to case.
+	run rc_rcpt upper@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+}
+
+@test "a duplicate alias name is refused with both lines named" {
+	aliases 'team: bob' 'other: carol' 'Team: dave'
+	run smtp_pipe 'EHLO c.example\r\nQUIT\r\n'
+	assert_failure
+	assert_refused_config "$RC_ALIASES:3: alias \"team\" defined again (first at line 1)"
+}
+
+@test "malformed alias files: 421 4.3.5 with file:line, never a crash" {
+	local -a bad=(
+		'no colon here|:1: expected'
+		'team bob: carol|:1: "team bob" is not a name an alias can have'
+		'a/b: bob|:1: "a/b" is not a name'
+		'../x: bob|:1: "../x" is not a name'
+		'x@y: bob|:1: "x@y" is not a name'
+		'team:|:1: alias "team" has no targets'
+		'team: ,,,|:1: alias "team" has no targets'
+		'team: <<bob>>|:1: "<<bob>>" is not an address'
+		'team: bob@|:1: "bob@" is not an address'
+		'team: a/b|:1: "a/b" is not an address'
+		'  bob|:1: continuation line with nothing to continue'
+	)
+	local b
+	for b in "${bad[@]}"; do
+		printf '%s\n' "${b%%|*}" >"$RC_ALIASES"
+		run smtp_pipe 'EHLO c.example\r\nQUIT\r\n' -o "aliases=$RC_ALIASES"
+		[ "$status" -lt 128 ] || fail "crashed on \"${b%%|*}\" (status $status)"
+		assert_refused_config "$RC_ALIASES${b#*|}"
+	done
+	# A NUL byte, a missing file, binary noise.
+	printf 'team: bob\0carol\n' >"$RC_ALIASES"
+	run smtp_pipe 'QUIT\r\n' -o "aliases=$RC_ALIASES"
+	assert_refused_config "$RC_ALIASES:1: NUL byte"
+	run smtp_pipe 'QUIT\r\n' -o "aliases=$MS_DIR/no-such-file"
+	assert_refused_config "$MS_DIR/no-such-file: No such file or directory"
+	head -c 4096 /dev/urandom >"$RC_ALIASES"
+	run smtp_pipe 'QUIT\r\n' -o "aliases=$RC_ALIASES"
+	[ "$status" -lt 128 ] || fail "crashed on noise (status $status)"
+	assert_output --regexp '^421 4\.3\.5 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+}
+
+@test "an alias file that cannot be read (a directory) is refused, not taken as empty" {
+	skip "known bug: aliases_load() in src/route.c takes a getline() error for the end of the file, so aliases=<a directory> (or a read error) loads as an empty alias file and mail is accepted"
+	run smtp_pipe 'QUIT\r\n' -o "aliases=$MS_DIR"
+	assert_output --regexp '^421 4\.3\.5 '
+	run grep -F "event=config problem=\"mailslot: $MS_DIR:" "$MS_DIR/log"
+	assert_success
+}
+
+@test "251: a remote alias with forward_command; the program gets argv and stdin as decided" {
+	rc_fwd_script
+	aliases 'ext: someone@remote.example'
+	MS_OPTS+=(-o "forward_command=$MS_DIR/fwd -i -oi")
+	run rc_rcpt ext@example.org
+	assert_reply 251 2.1.5 'User not local; will forward to <someone@remote.example>'
+	run smtp_pipe "${RC_EHLO_MAIL}RCPT TO:<ext@example.org>\r\nDATA\r\nSubject: fwd\r\n\r\nline 1\r\n..dot\r\n.\r\nQUIT\r\n"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	rc_argv_file "$MS_DIR/argv.want" "$MS_DIR/fwd" -i -oi -f a@b.example -- someone@remote.example
+	ms_assert_same "$MS_DIR/argv.want" "$MS_DIR/fwd.argv" 'forward_command argv'
+	rc_normalize_trace <"$MS_DIR/fwd.stdin" >"$MS_DIR/stdin.got"
+	printf '%b' "Delivered-To: ext@example.org\n$RCVD\n\tfor <ext@example.org>; DATE\nSubject: fwd\n\nline 1\n.dot\n" >"$MS_DIR/stdin.want"
+	ms_assert_same "$MS_DIR/stdin.want" "$MS_DIR/stdin.got" 'forward_command stdin'
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+}
+
+@test "forwards: a mixed alias delivers locally and forwards; null sender is -f <>" {
+	rc_fwd_script
+	aliases 'mixed: bob, someone@remote.example, other@far.example' 'ext: someone@remote.example'
+	MS_OPTS+=(-o "forward_command=$MS_DIR/fwd")
+	run rc_rcpt mixed@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	run smtp_pipe "EHLO c.example\r\nMAIL FROM:<>\r\nRCPT TO:<mixed@example.org>\r\nRCPT TO:<ext@example.org>\r\nDATA\r\n${RC_BODY}.\r\nQUIT\r\n"
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	# Each remote address once, in the order first seen.
+	rc_argv_file "$MS_DIR/argv.want" "$MS_DIR/fwd" -f '<>' -- someone@remote.example other@far.example
+	ms_assert_same "$MS_DIR/argv.want" "$MS_DIR/fwd.argv" 'forward_command argv'
+	rc_normalize_trace <"$MS_DIR/fwd.stdin" >"$MS_DIR/stdin.got"
+	printf '%b' "Delivered-To: mixed@example.org\nDelivered-To: ext@example.org\n$RCVD; DATE\nSubject: test\n\nhello\n" >"$MS_DIR/stdin.want"
+	ms_assert_same "$MS_DIR/stdin.want" "$MS_DIR/stdin.got" 'forward_command stdin'
+	# The local copy has its Return-Path; the forwarded one has none.
+	assert_stored_in bob "Return-Path: <>\nDelivered-To: mixed@example.org\n$RCVD\n\tfor <mixed@example.org>; DATE\nSubject: test\n\nhello\n"
+}
+
+@test "forwards: a non-zero exit, a missing program or a hang give 451, no copy in any new/" {
+	rc_fwd_script
+	aliases 'mixed: bob, carol, someone@remote.example'
+	MS_OPTS+=(-o "forward_command=$MS_DIR/fwd")
+	echo 1 >"$MS_DIR/fwd.exit"
+	run rc_send 'mixed@example.org dave@example.org'
+	assert_success
+	assert_line --regexp '^451 4\.3\.0 '
+	refute_line --regexp '^250 2\.0\.0 '
+	[ -s "$MS_DIR/fwd.stdin" ] || fail "forward_command did not run"
+	grep -q 'event=error op=forward' "$MS_DIR/log"
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+
+	rm -f "$MS_DIR/fwd.exit"
+	run rc_send 'mixed@example.org' -o "forward_command=$MS_DIR/no-such-program -i"
+	assert_line --regexp '^451 4\.3\.0 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+
+	echo 10 >"$MS_DIR/fwd.sleep"
+	SECONDS=0
+	run rc_send 'mixed@example.org' -o data_timeout=1
+	assert_line --regexp '^451 4\.3\.0 '
+	[ "$SECONDS" -lt 8 ] || fail "took $SECONDS s with data_timeout=1"
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+}
+
+@test "551 5.1.6: a remote alias member without forward_command; the whole recipient is refused" {
+	aliases 'ext: someone@remote.example' 'mixed: bob, other@far.example, someone@remote.example'
+	run rc_rcpt ext@example.org
+	assert_reply 551 5.1.6 'User not local; please try <someone@remote.example>'
+	run rc_rcpt mixed@example.org
+	assert_reply 551 5.1.6 'User not local; please try <other@far.example>'
+	run rc_send 'mixed@example.org'
+	assert_line --regexp '^554 5\.5\.1 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+}
+
+@test "VRFY: 250, 251, 551, 550, 553; and 502 with vrfy=no" {
+	rc_fwd_script
+	aliases 'ext: someone@remote.example' 'team: bob, carol'
+	run reply_to '' 'VRFY <bob@example.org>'
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	assert_output --partial '<bob@example.org>'
+	run reply_to '' 'VRFY Bob'
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	run reply_to '' 'VRFY team'
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	run reply_to '' 'VRFY ext' -o "forward_command=$MS_DIR/fwd"
+	assert_reply 251 2.1.5 'User not local; will forward to <someone@remote.example>'
+	run reply_to '' 'VRFY <ext@example.org>'
+	assert_reply 551 5.1.6 'User not local; please try <someone@remote.example>'
+	run reply_to '' 'VRFY nosuch'
+	assert_reply 550 5.1.1 'Requested action not taken: mailbox unavailable'
+	run reply_to '' 'VRFY <bob@foreign.example>'
+	assert_reply 550 5.7.1 'Requested action not taken: mailbox unavailable'
+	for a in 'a/b' '<"../x"@example.org>' '.bob' '<bob+../x@example.org>'; do
+		run reply_to '' "VRFY $a"
+		assert_reply 553 5.1.3 'Requested action not taken: mailbox name not allowed'
+	done
+	run reply_to '' 'VRFY bob' -o vrfy=no
+	assert_reply 502 5.5.1 'Command not implemented'
+	# VRFY asks whether the mailbox exists, not whether it takes mail now.
+	rmdir "$RC_MB/eve/tmp"
+	run reply_to '' 'VRFY eve'
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	assert_equal "$(rc_all_new | wc -l)" 0
+}
+
+@test "VRFY and EXPN name addresses that RCPT then accepts" {
+	skip "known bug: VRFY <bare name> and EXPN qualify local names with hostname, not an accepted domain: with domains=example.org, \"VRFY bob\" answers <bob@mx.test>, which RCPT then refuses with 550 5.7.1"
+	aliases 'team: bob, carol@example.net'
+	run reply_to '' 'VRFY bob'
+	assert_success
+	a=$(printf '%s\n' "$output" | grep -o '<[^>]*>' | head -n 1)
+	run reply_to "$RC_EHLO_MAIL" "RCPT TO:$a"
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	run reply_to '' 'EXPN team'
+	for a in $(printf '%s\n' "$output" | grep -o '<[^>]*>'); do
+		run reply_to "$RC_EHLO_MAIL" "RCPT TO:$a"
+		assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	done
+}
+
+@test "EXPN: one member per 250 line, as written; 550 for a non-list; 502 with expn=no" {
+	aliases 'team: bob, Carol, someone@remote.example, dave@example.net' 'ops: team, eve'
+	run reply_to '' 'EXPN team'
+	assert_success
+	assert_equal "$(printf '%s\n' "$output" | grep -c '')" 4
+	assert_line --index 0 --regexp '^250-2\.1\.5 <bob@[^>]+>: Requested mail action okay, completed$'
+	assert_line --index 1 --regexp '^250-2\.1\.5 <Carol@[^>]+>: '
+	assert_line --index 2 '250-2.1.5 <someone@remote.example>: Requested mail action okay, completed'
+	assert_line --index 3 '250 2.1.5 <dave@example.net>: Requested mail action okay, completed'
+	# A nested list shows its members as written, not flattened.
+	run reply_to '' 'EXPN <OPS@example.org>'
+	assert_equal "$(printf '%s\n' "$output" | grep -c '')" 2
+	assert_line --index 0 --regexp '^250-2\.1\.5 <team@'
+	assert_line --index 1 --regexp '^250 2\.1\.5 <eve@'
+	for a in bob nosuch '<bob@example.org>'; do
+		run reply_to '' "EXPN $a"
+		assert_reply 550 5.1.1 'Requested action not taken: mailbox unavailable'
+	done
+	run reply_to '' 'EXPN team' -o expn=no
+	assert_reply 502 5.5.1 'Command not implemented'
+}
+
+@test "failed VRFY and EXPN count against max_errors" {
+	aliases 'team: bob'
+	run smtp_pipe 'VRFY nosuch\r\nVRFY bob\r\nEXPN bob\r\nVRFY a/b\r\nNOOP\r\n' -o max_errors=3
+	assert_success
+	assert_line --index 1 --regexp '^550 5\.1\.1 '
+	assert_line --index 2 --regexp '^250 2\.1\.5 '
+	assert_line --index 3 --regexp '^550 5\.1\.1 '
+	assert_line --index 4 --regexp '^553 5\.1\.3 '
+	assert_line --index 5 --regexp '^421 4\.7\.0 mx\.test '
+	assert_equal "$(printf '%s\n' "$output" | grep -c '')" 6
+	run smtp_pipe 'VRFY bob\r\nEXPN team\r\nNOOP\r\n' -o max_errors=2 -o vrfy=no -o expn=no
+	assert_line --index 1 --regexp '^502 5\.5\.1 '
+	assert_line --index 2 --regexp '^502 5\.5\.1 '
+	assert_line --index 3 --regexp '^421 4\.7\.0 '
+}
+
+@test "all or nothing: a copy that cannot be made after RCPT leaves no copy in any new/" {
+	rc_for_nobody
+	rc_chown_nobody "$RC_MB"
+	# The second mailbox's tmp/ turns unwritable between RCPT and the data.
+	run smtp_exec --send "${RC_EHLO_MAIL}RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nRCPT TO:<dave@example.org>\r\n" \
+	    --wait '<dave@example.org>' --run "chown root:root '$RC_MB/carol/tmp' && chmod 755 '$RC_MB/carol/tmp'" \
+	    --send "DATA\r\n${RC_BODY}.\r\nQUIT\r\n" --wait '221 ' -- -o user=nobody
+	assert_success
+	rc_assert_nth 7 '^354 '
+	rc_assert_nth 8 '^451 4\.3\.0 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+}
+
+@test "all or nothing: fsync of the second copy or its link fails (strace --inject)" {
+	command -v strace >/dev/null || skip "no strace"
+	strace -qq -o /dev/null -e inject=fsync:error=EIO:when=2 true 2>/dev/null ||
+		skip "this strace cannot inject faults"
+	local rcpts='bob@example.org carol@example.org dave@example.org'
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=2"
+	run rc_send "$rcpts"
+	assert_line --regexp '^451 4\.3\.0 '
+	refute_line --regexp '^250 2\.0\.0 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+
+	# The second link into new/ fails after the first one was made.
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=linkat,link -e inject=linkat,link:error=EIO:when=2"
+	run rc_send "$rcpts"
+	assert_line --regexp '^451 4\.3\.0 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+
+	# A full disk while copying: 452, and still nothing anywhere.
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=copy_file_range,write -e inject=copy_file_range:error=ENOSPC:when=1"
+	run rc_send "$rcpts"
+	assert_line --regexp '^452 4\.3\.1 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+
+	MAILSLOT_WRAPPER=
+	run rc_send "$rcpts"
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(rc_all_new | wc -l)" 3
+}
