@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -93,9 +94,11 @@ reason(char *why, size_t n, const char *what, const char *detail)
 /* ---- The bytes under TLS ------------------------------------------------ */
 
 /*
- * A pipe (by hand, or a test) cannot be asked for a non-blocking read, so
- * it is polled first; a socket is asked directly.  EINTR is a "try again":
- * the caller's poll() then looks at io_terminate.
+ * A pipe (by hand, or a test) cannot be asked not to block, so it is
+ * polled first, and written no more than PIPE_BUF at a time (that much
+ * into a pipe with room never blocks; OpenSSL sends the rest later); a
+ * socket is asked directly.  EINTR is a "try again": the caller's poll()
+ * then looks at io_terminate.
  */
 static ssize_t
 cb_read(struct tls *t, void *buf, size_t n, void *arg)
@@ -137,7 +140,7 @@ cb_write(struct tls *t, const void *buf, size_t n, void *arg)
 
 		if (poll(&pfd, 1, 0) == 0)
 			return TLS_WANT_POLLOUT;
-		r = write(ts->wfd, buf, n);
+		r = write(ts->wfd, buf, n < PIPE_BUF ? n : PIPE_BUF);
 	}
 	if (r >= 0)
 		return r;
