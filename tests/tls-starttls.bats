@@ -194,6 +194,77 @@ EOF
 	assert_output "line 059999 $(printf 'x%.0s' $(seq 60))"
 }
 
+@test "STARTTLS over a pipe (started by hand): a 2 MB message through TLS, exit 0" {
+	ms_cmd "${TLS_OPTS[@]}"
+	run python3 - "$PKI/ca.crt" "$MS_DIR/log" "${MS_CMD[@]}" <<'EOF'
+import os, ssl, subprocess, sys
+ca, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=open(log, 'wb'), bufsize=0)
+
+def more():
+    b = os.read(p.stdout.fileno(), 65536)
+    if not b:
+        sys.exit('mailslot closed its output')
+    return b
+
+def replies(recv):
+    """One complete reply at a time (its last line)."""
+    buf = b''
+    while True:
+        while b'\n' not in buf:
+            buf += recv()
+        line, buf = buf.split(b'\n', 1)
+        if line[3:4] != b'-':
+            yield line.rstrip(b'\r').decode()
+
+plain = replies(more)
+next(plain)
+p.stdin.write(b'EHLO c.example\r\n'); next(plain)
+p.stdin.write(b'STARTTLS\r\n'); print(next(plain))
+
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ssl.create_default_context(cafile=ca).wrap_bio(inc, out, server_hostname='mx.test')
+def push():
+    p.stdin.write(out.read())
+while True:
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        push()
+        inc.write(more())
+push()
+print('tls', tls.version())
+
+def send(b):
+    tls.write(b)
+    push()
+def recv():
+    while True:
+        try:
+            return tls.read(65536)
+        except ssl.SSLWantReadError:
+            inc.write(more())
+crypt = replies(recv)
+send(b'EHLO c.example\r\n'); next(crypt)
+send(b'MAIL FROM:<a@c.example>\r\nRCPT TO:<bob@mx.test>\r\nDATA\r\n')
+next(crypt); next(crypt); print(next(crypt))
+body = b''.join(b'line %06d %s\r\n' % (i, b'y' * 60) for i in range(30000))
+for i in range(0, len(body), 16000):
+    send(body[i:i + 16000])
+send(b'.\r\n'); print(next(crypt))
+send(b'QUIT\r\n'); print(next(crypt))
+p.stdin.close()
+print('exit', p.wait())
+EOF
+	assert_success
+	assert_output --regexp $'^220 2\\.0\\.0 Ready to start TLS\ntls TLSv1\\.[23]\n354 [^\n]*\n250 2\\.0\\.0 queued as [^\n]*\n221 [^\n]*\nexit 0$'
+	f=$(ms_new_file)
+	run grep -c '^line [0-9]\{6\} y\{60\}$' "$f"
+	assert_output 30000
+}
+
 # ---- Protocol versions ------------------------------------------------------
 
 @test "TLS 1.1 and below are refused; 1.2 and 1.3 are accepted" {
