@@ -385,7 +385,9 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	strace -qq -o /dev/null -e inject=fsync:error=EIO:when=2 true 2>/dev/null ||
 		skip "this strace cannot inject faults"
 	local rcpts='bob@example.org carol@example.org dave@example.org'
-	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=2"
+	# strace goes first, around any wrapper the suite runs with.
+	local w0=$MAILSLOT_WRAPPER
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=2 $w0"
 	run rc_send "$rcpts"
 	assert_line --regexp '^451 4\.3\.0 '
 	refute_line --regexp '^250 2\.0\.0 '
@@ -393,20 +395,20 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 
 	# The second link into new/ fails after the first one was made.
-	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=linkat,link -e inject=linkat,link:error=EIO:when=2"
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=linkat,link -e inject=linkat,link:error=EIO:when=2 $w0"
 	run rc_send "$rcpts"
 	assert_line --regexp '^451 4\.3\.0 '
 	assert_equal "$(rc_all_new | wc -l)" 0
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 
 	# A full disk while copying: 452, and still nothing anywhere.
-	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=copy_file_range,write -e inject=copy_file_range:error=ENOSPC:when=1"
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=copy_file_range,write -e inject=copy_file_range:error=ENOSPC:when=1 $w0"
 	run rc_send "$rcpts"
 	assert_line --regexp '^452 4\.3\.1 '
 	assert_equal "$(rc_all_new | wc -l)" 0
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 
-	MAILSLOT_WRAPPER=
+	MAILSLOT_WRAPPER=$w0
 	run rc_send "$rcpts"
 	assert_line --regexp '^250 2\.0\.0 queued as '
 	assert_equal "$(rc_all_new | wc -l)" 3

@@ -374,7 +374,7 @@ teardown() {
 	rc_for_nobody
 	rc_mailbox bob
 	rc_chown_nobody "$RC_MB"
-	MAILSLOT_WRAPPER="strace -f -qq -o $MS_DIR/strace -e trace=setuid,setresuid,read"
+	MAILSLOT_WRAPPER="strace -f -qq -o $MS_DIR/strace -e trace=setuid,setresuid,read $MAILSLOT_WRAPPER"
 	run rc_rcpt bob@example.org -o user=nobody
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	first_setuid=$(grep -n -m1 -E 'set(res)?uid\(' "$MS_DIR/strace" | cut -d: -f1)
