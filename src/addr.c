@@ -337,7 +337,11 @@ addr_rcpt_params(const char *s)
 bool
 addr_same(const struct mailbox *a, const struct mailbox *b)
 {
+	if (strcasecmp(a->domain, b->domain) != 0)
+		return false;
+	/* <postmaster> is matched without regard to case (RFC 5321 4.5.1). */
+	if (strcasecmp(a->local, "postmaster") == 0)
+		return strcasecmp(b->local, "postmaster") == 0;
 	return a->local_len == b->local_len &&
-	    strncmp(a->text, b->text, a->local_len) == 0 &&
-	    strcasecmp(a->domain, b->domain) == 0;
+	    strncmp(a->text, b->text, a->local_len) == 0;
 }
