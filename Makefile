@@ -75,6 +75,10 @@ clean:
 TEST_DEPS += swaks msmtp curl ucspi-tcp openbsd-inetd execline s6 \
 	     dovecot-imapd mandoc man-db strace iproute2 util-linux
 
+# tests/recipients-*.bats: dovecot-lda (maildirsize as Dovecot writes it),
+# strace (fault injection), utmpdump and setpriv (util-linux).
+TEST_DEPS += dovecot-core strace util-linux
+
 # Installation.  No root needed with DESTDIR (a staging tree).  The binary
 # reads /etc/mailslot/mailslot.conf by default; with another SYSCONFDIR the
 # installed service passes -f.

@@ -1,0 +1,290 @@
+#!/usr/bin/env bats
+# Recipients, part 3: Maildir++ quota.  The maildirsize mailslot creates
+# and appends to is compared byte for byte with what Dovecot's own
+# delivery agent (dovecot-lda, run standalone as nobody, no service) writes
+# for the same tree; then 552 5.2.2 at RCPT and at the end of data, the
+# mailbox's own maildirsize winning over `quota`, and broken files.
+
+load 'lib/common'
+load 'lib/recipients'
+
+DOVECOT_LDA=/usr/lib/dovecot/dovecot-lda
+
+setup() {
+	rc_setup
+}
+
+teardown() {
+	rc_teardown
+}
+
+# A Maildir with mail in INBOX (new/ and cur/, with and without S=, one
+# S= larger than the file as a compressed message has), in a folder, in
+# Trash, and a half-written file in tmp/ that counts for nothing.
+quota_tree() {
+	local d=$1
+	mkdir -p "$d"/{cur,new,tmp} "$d"/.work/{cur,new,tmp} "$d"/.Trash/{cur,new,tmp}
+	printf 'Subject: a\n\nhello\n' >"$d/new/1700000000.M1P1Q1.h,S=20,W=22"
+	printf 'Subject: c\n\nhello again\n' >"$d/new/1700000000.M1P1Q4.h,S=26,W=29"
+	printf 'x\n' >"$d/cur/1700000001.M1P1Q2.h:2,S"
+	printf 'Subject: z\n\nzipped\n' >"$d/cur/1700000001.M1P1Q5.h,S=999,W=1003:2,S"
+	printf 'Subject: b\n\n0123456789\n' >"$d/.work/new/1700000002.M1P1Q3.h,S=25,W=28"
+	printf 'Subject: t\n\ntrash\n' >"$d/.Trash/cur/1700000003.M1P1Q6.h,S=20,W=23:2,ST"
+	printf 'partial' >"$d/tmp/1700000004.M1P1Q7.h"
+}
+
+# Deliver one message into Maildir $1 with dovecot-lda, quota rule $2
+# (Dovecot's syntax); Dovecot writes $1/maildirsize.
+dovecot_deliver() {
+	[ -x "$DOVECOT_LDA" ] || skip "no $DOVECOT_LDA (Debian package dovecot-core)"
+	command -v setpriv >/dev/null || skip "no setpriv"
+	cat >"$MS_DIR/dovecot.conf" <<-EOF
+	mail_location = maildir:$1
+	mail_plugins = quota
+	log_path = /dev/stderr
+	protocols =
+	ssl = no
+	plugin {
+	  quota = maildir:User quota
+	  quota_rule = *:$2
+	}
+	EOF
+	chmod 644 "$MS_DIR/dovecot.conf"
+	rc_chown_nobody "$1"
+	printf 'Subject: by dovecot\n\nbody\n' |
+	    setpriv --reuid=nobody --regid="$RC_NOBODY_GROUP" --clear-groups \
+	    env -i HOME="$MS_DIR" USER=bob PATH=/usr/bin:/bin \
+	    "$DOVECOT_LDA" -c "$MS_DIR/dovecot.conf" -f a@b.example 2>"$MS_DIR/dovecot.log" ||
+	    fail "dovecot-lda failed: $(cat "$MS_DIR/dovecot.log")"
+	[ -f "$1/maildirsize" ] || fail "dovecot-lda wrote no maildirsize: $(cat "$MS_DIR/dovecot.log")"
+}
+
+# S= of the newest file in new/ of Maildir $1.
+new_size() {
+	local f
+	f=$(find "$1/new" -type f -printf '%T@ %f\n' | sort -n | tail -n 1 | cut -d' ' -f2)
+	[[ $f =~ ,S=([0-9]+) ]] || fail "no S= in $f"
+	echo "${BASH_REMATCH[1]}"
+}
+
+# A message body of about $1 octets, CRLF lines written as printf %b
+# escapes (for RC_BODY).
+body_of() {
+	local n=$1 line
+	line=$(printf 'x%.0s' $(seq 70))
+	printf '%s' 'Subject: big\r\n\r\n'
+	while [ "$n" -gt 0 ]; do
+		printf '%s' "$line"'\r\n'
+		n=$((n - 72))
+	done
+}
+
+# For each "QUOTA|DOVECOT RULE" argument: the same tree as a mailbox and as
+# Dovecot's Maildir; Dovecot delivers one message, mailslot one; mailslot's
+# maildirsize must be Dovecot's but for the last line, which is "<S> 1"
+# for each of them.
+compare_with_dovecot() {
+	local c q rule
+	for c in "$@"; do
+		q=${c%%|*} rule=${c#*|}
+		rm -rf "$RC_MB/bob" "$MS_DIR/dv"
+		quota_tree "$RC_MB/bob"
+		quota_tree "$MS_DIR/dv"
+		dovecot_deliver "$MS_DIR/dv" "$rule"
+		assert_equal "$(tail -n 1 "$MS_DIR/dv/maildirsize")" "$(new_size "$MS_DIR/dv") 1"
+
+		run rc_send 'bob@example.org' -o "quota=$q"
+		assert_line --regexp '^250 2\.0\.0 queued as '
+		{ head -n -1 "$MS_DIR/dv/maildirsize"; echo "$(new_size "$RC_MB/bob") 1"; } \
+		    >"$MS_DIR/want"
+		ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" "maildirsize for quota=$q"
+	done
+}
+
+@test "maildirsize from a scan, then '<S> 1', as Dovecot writes it: quota in NS,MC form" {
+	rc_for_nobody
+	compare_with_dovecot '1000000S,50C|storage=1000000B:messages=50' '50C|messages=50' \
+	    '1000000S|storage=1000000B'
+}
+
+@test "maildirsize as Dovecot writes it: a quota given as a size (10M, 10485760) or C before S" {
+	skip "known bug: quota_create() in src/maildir.c writes the quota key as given as the maildirsize header: quota=10M gives \"10M\" (Dovecot writes \"10485760S\", and rewrites a \"10M\" file from scratch), 10485760 gives \"10485760\", 50C,1000000S stays in that order"
+	rc_for_nobody
+	compare_with_dovecot '10M|storage=10M' '10485760|storage=10485760B' \
+	    '50C,1000000S|storage=1000000B:messages=50'
+}
+
+@test "Dovecot keeps mailslot's maildirsize and appends to it" {
+	rc_for_nobody
+	quota_tree "$RC_MB/bob"
+	run rc_send 'bob@example.org' -o 'quota=1000000S,50C'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	cp "$RC_MB/bob/maildirsize" "$MS_DIR/ours"
+	dovecot_deliver "$RC_MB/bob" 'storage=1000000B:messages=50'
+	{ cat "$MS_DIR/ours"; echo "$(new_size "$RC_MB/bob") 1"; } >"$MS_DIR/want"
+	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" 'maildirsize after Dovecot'
+}
+
+@test "each delivery appends '<S> 1'; a folder's mail counts for its mailbox" {
+	rc_mailbox bob
+	rc_folder bob work
+	run rc_send 'bob@example.org' -o quota=1M
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	s1=$(new_size "$RC_MB/bob")
+	run rc_send 'bob+work@example.org' -o quota=1M
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	s2=$(new_size "$RC_MB/bob/.work")
+	[ ! -e "$RC_MB/bob/.work/maildirsize" ] || fail "a folder got its own maildirsize"
+	assert_equal "$(tail -n 2 "$RC_MB/bob/maildirsize")" "$s1 1"$'\n'"$s2 1"
+	# Without `quota` and without a maildirsize there is no quota: none is made.
+	rc_mailbox carol
+	run rc_send 'carol@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	[ ! -e "$RC_MB/carol/maildirsize" ] || fail "maildirsize made without a quota"
+}
+
+@test "552 5.2.2 at RCPT when the mailbox is already full, by octets or by count" {
+	rc_mailbox bob carol
+	printf '1000S\n1000 3\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	printf '1000S\n999 3\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	# Deletions are negative lines.
+	printf '1000S\n800 3\n400 1\n-200 -1\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	printf '1000S\n800 3\n400 1\n-201 -1\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	printf '0S,5C\n100 5\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	printf '5C\n100000 4\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	# SIZE= tells at RCPT what the message will need.
+	printf '1000S\n600 3\n' >"$RC_MB/bob/maildirsize"
+	run reply_to 'EHLO c.example\r\nMAIL FROM:<a@b.example> SIZE=500\r\n' 'RCPT TO:<bob@example.org>'
+	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	run reply_to 'EHLO c.example\r\nMAIL FROM:<a@b.example> SIZE=300\r\n' 'RCPT TO:<bob@example.org>'
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	# A full mailbox does not stop the others.
+	printf '1000S\n1000 3\n' >"$RC_MB/bob/maildirsize"
+	run rc_send 'bob@example.org carol@example.org'
+	rc_assert_nth 4 '^552 5\.2\.2 '
+	rc_assert_nth 5 '^250 2\.1\.5 '
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(rc_new_count bob)" 0
+	rc_new_file carol >/dev/null
+}
+
+@test "552 5.2.2 at the end of data when the message would go over: refused whole" {
+	rc_mailbox bob carol
+	printf '2000S\n900 3\n' >"$RC_MB/bob/maildirsize"
+	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
+	RC_BODY=$(body_of 1500)
+	run rc_send 'bob@example.org carol@example.org' -o quota=10M
+	assert_success
+	rc_assert_nth 4 '^250 2\.1\.5 '
+	rc_assert_nth 5 '^250 2\.1\.5 '
+	assert_line --regexp '^552 5\.2\.2 '
+	refute_line --regexp '^250 2\.0\.0 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+	ms_assert_same "$MS_DIR/before" "$RC_MB/bob/maildirsize" 'maildirsize after a refusal'
+	# A message that fits goes in.
+	RC_BODY='Subject: small\r\n\r\nhi\r\n'
+	run rc_send 'bob@example.org carol@example.org' -o quota=10M
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(rc_all_new | wc -l)" 2
+}
+
+@test "the mailbox's own maildirsize wins over quota, both ways" {
+	rc_mailbox bob carol
+	# Its own is smaller than `quota`: its own refuses.
+	printf '1000S\n0 0\n' >"$RC_MB/bob/maildirsize"
+	RC_BODY=$(body_of 1500)
+	run rc_send 'bob@example.org' -o quota=10M
+	assert_line --regexp '^552 5\.2\.2 '
+	assert_equal "$(rc_new_count bob)" 0
+	# Its own is larger than `quota`: its own lets the message in.
+	printf '10485760S\n0 0\n' >"$RC_MB/carol/maildirsize"
+	run rc_send 'carol@example.org' -o quota=100
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	rc_new_file carol >/dev/null
+	assert_equal "$(head -n 1 "$RC_MB/carol/maildirsize")" 10485760S
+	# And a mailbox without one takes `quota`.
+	rc_mailbox dave
+	run rc_send 'dave@example.org' -o quota=100
+	assert_line --regexp '^552 5\.2\.2 '
+	assert_equal "$(rc_new_count dave)" 0
+}
+
+@test "a malformed maildirsize: 451 at RCPT with a log line; the others still get theirs" {
+	rc_mailbox bob carol
+	local -a bad=('' 'garbage\n' '1000S\nabc def\n' '1000X\n0 0\n' '1000S\n1 2 3\n'
+	    'S\n0 0\n' '-5S\n0 0\n' '1000S\n10\n' '1000S\r\n10 1\r\n' '\x00\x01\x02\n')
+	local b
+	for b in "${bad[@]}"; do
+		printf '%b' "$b" >"$RC_MB/bob/maildirsize"
+		run rc_send 'bob@example.org carol@example.org' -o quota=1M
+		[ "$status" -lt 128 ] || fail "crashed on \"$b\" (status $status)"
+		echo "maildirsize: $b"
+		rc_assert_nth 4 '^451 4\.3\.0 '
+		rc_assert_nth 5 '^250 2\.1\.5 '
+		assert_line --regexp '^250 2\.0\.0 queued as '
+		run grep -F "event=error op=quota path=$RC_MB/bob/maildirsize error=\"malformed maildirsize\"" "$MS_DIR/log"
+		assert_success
+	done
+	assert_equal "$(rc_new_count bob)" 0
+	assert_equal "$(rc_new_count carol)" "${#bad[@]}"
+	[ ! -e "$MS_MAILDIR" ] || assert_equal "$(ms_new_count)" 0
+	# A directory where the file should be.
+	rm -f "$RC_MB/bob/maildirsize"
+	mkdir "$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org -o quota=1M
+	assert_reply 451 4.3.0 'Requested action aborted: local error in processing'
+}
+
+@test "a maildirsize with a number beyond 64 bits is malformed: 451, not 552" {
+	skip "known bug: quota_read() in src/maildir.c reads usage lines with sscanf %lld, which saturates on overflow (and the sum can overflow): \"1000S\n99999999999999999999999 1\" gives 552 5.2.2 (mailbox full), not 451"
+	rc_mailbox bob
+	printf '1000S\n99999999999999999999999 1\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 451 4.3.0 'Requested action aborted: local error in processing'
+	printf '99999999999999999999999S\n0 0\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 451 4.3.0 'Requested action aborted: local error in processing'
+	# Lines that add up past 2^63 are no better.
+	printf '1000S\n9223372036854775807 1\n9223372036854775807 1\n-9223372036854775807 -1\n-9223372036854775807 -1\n' \
+	    >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	refute_output --regexp '^552 '
+}
+
+@test "a maildirsize that breaks between RCPT and the end of data: 451, nothing stored" {
+	rc_mailbox bob carol
+	printf '1000000S\n0 0\n' >"$RC_MB/bob/maildirsize"
+	run smtp_exec --send "${RC_EHLO_MAIL}RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\n" \
+	    --wait '<carol@example.org>' --run "printf 'broken\n' >'$RC_MB/bob/maildirsize'" \
+	    --send "DATA\r\n${RC_BODY}.\r\nQUIT\r\n" --wait '221 '
+	rc_assert_nth 6 '^354 '
+	rc_assert_nth 7 '^451 4\.3\.0 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+}
+
+@test "a quota that is not Maildir++ is refused: 421 4.3.5, and -t says why" {
+	rc_mailbox bob
+	for q in 10X S ,5C 5C5S -1 '10 M'; do
+		run smtp_pipe 'QUIT\r\n' -o "quota=$q"
+		assert_output --regexp '^421 4\.3\.5 '
+		run grep -F "quota: \"$q\" is not a Maildir++ quota" "$MS_DIR/log"
+		assert_success
+	done
+	run "$MAILSLOT" "${MS_OPTS[@]}" -o quota=10X -t
+	assert_failure
+	assert_output --partial 'quota: "10X" is not a Maildir++ quota'
+}
