@@ -111,6 +111,19 @@ BANNER='\r\nMessage from <a@b.example> via mailslot:\r\n'
 	assert_output 0
 }
 
+@test "SEND: the sender in the banner line is escaped as the body is" {
+	skip "known bug: to_terminal() in src/deliver.c writes the sender into the banner line raw: SEND FROM:<a\\xc2\\x9b31mb@b.example> SMTPUTF8 puts U+009B (CSI) \"31m\" on the terminal unescaped"
+	pty_login t1 bob
+	RC_BODY='hi\r\n'
+	run smtp_pipe "EHLO c.example\r\nSEND FROM:<a\xc2\x9b31mb@b.example> SMTPUTF8\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n${RC_BODY}.\r\nQUIT\r\n"
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	pty_done t1
+	head -c 16 "$MS_DIR/t1.out" | grep -q 'Message from <' ||
+		fail "no banner: $(od -c "$MS_DIR/t1.out" | head -n 3)"
+	run env LC_ALL=C grep -c $'[\x01-\x09\x0b\x0c\x0e-\x1f\x7f-\xff]' "$MS_DIR/t1.out"
+	assert_output 0
+}
+
 @test "SEND: 450 4.2.1 to someone not logged in, on a mesg n terminal, or a stale line" {
 	run reply_to 'EHLO c.example\r\nSEND FROM:<a@b.example>\r\n' 'RCPT TO:<carol@example.org>'
 	assert_reply 450 4.2.1 'Requested mail action not taken: mailbox unavailable'
