@@ -366,6 +366,10 @@ teardown() {
 	assert_line --regexp '^250 2\.0\.0 queued as '
 	rc_new_file bob >/dev/null
 	assert_equal "$(rc_new_count small)" 0
+	# Through an alias too: the whole recipient waits.
+	printf 'team: bob, small\n' >"$MS_DIR/aliases"
+	run rc_rcpt team@example.org -o min_free_space=4M -o "aliases=$MS_DIR/aliases"
+	assert_reply 452 4.3.1 'Requested action not taken: insufficient system storage'
 	# Below the limit, the same mailbox takes mail.
 	run rc_rcpt small@example.org -o min_free_space=64k
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
