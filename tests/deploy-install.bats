@@ -24,7 +24,7 @@ stage_make() {
 		chown nobody: "$STAGE_TOP" "$STAGE"
 		as=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
 	fi
-	"${as[@]}" make -s -C "$MS_REPO" -o all PROG="$MAILSLOT" "$@"
+	"${as[@]}" make -s --no-print-directory -C "$MS_REPO" -o all PROG="$MAILSLOT" "$@"
 }
 
 @test "make install DESTDIR=... PREFIX=/usr: the tree, file by file, with modes" {
@@ -111,7 +111,7 @@ stage_make() {
 }
 
 @test "make lint-man: both pages are mandoc -Tlint clean" {
-	run make -s -C "$MS_REPO" lint-man
+	run make -s --no-print-directory -C "$MS_REPO" lint-man
 	assert_success
 	assert_output ""
 }

@@ -45,12 +45,13 @@ UNITDIR=usr/lib/systemd/system
 	assert_success
 }
 
-@test "mailslot.socket: port 25, Accept=yes, connection limits" {
+@test "mailslot.socket: port 25, Accept=yes, connection and trigger limits" {
 	f=$DP_ROOT/$UNITDIR/mailslot.socket
 	grep -qx 'ListenStream=25' "$f"
 	grep -qx 'Accept=yes' "$f"
 	grep -qx 'MaxConnections=[0-9]*' "$f"
 	grep -qx 'MaxConnectionsPerSource=[0-9]*' "$f"
+	grep -qx 'TriggerLimitBurst=[0-9]*' "$f"
 	grep -qx 'WantedBy=sockets.target' "$f"
 }
 
