@@ -193,9 +193,30 @@ dp_journald() {
 	dp_wait_socket /run/systemd/journal/socket
 }
 
+# The session's last line (event=close, or event=config for a broken
+# configuration) in log FILE, waited for at most 5 s: log lines travel
+# apart from the replies.
+DP_LAST_LINE='event=(close|config) '
+
+dp_wait_log() {
+	local i
+	for i in $(seq 1 100); do
+		grep -a -q -E "$DP_LAST_LINE" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 0	# the test's own checks say what is missing
+}
+
+# The journal's mailslot entries, once $1 (default 1) sessions have ended.
 dp_journal_export() {
-	journalctl -D /run/log/journal -o export --no-pager \
-	    SYSLOG_IDENTIFIER=mailslot >"$DP_T/journal.export"
+	local i
+	for i in $(seq 1 100); do
+		journalctl -D /run/log/journal -o export --no-pager \
+		    SYSLOG_IDENTIFIER=mailslot >"$DP_T/journal.export"
+		[ "$(grep -a -c -E "^MESSAGE=$DP_LAST_LINE" "$DP_T/journal.export")" \
+		    -ge "${1:-1}" ] && return 0
+		sleep 0.05
+	done
 }
 
 # One mail transaction on 127.0.0.1:$1; every byte the client got goes to
@@ -269,7 +290,7 @@ ns_inetd() {
 	    >"$DP_T/launcher.log" 2>&1 </dev/null
 	dp_wait_listen "$DP_PORT"
 	"${DP_CLIENT:-dp_send}" "$DP_PORT" inetd
-	sleep 0.2	# the last log lines of the session, after QUIT
+	dp_wait_log "$DP_T/syslog"
 }
 
 # xinetd on the shipped service file itself.
@@ -281,7 +302,7 @@ ns_xinetd() {
 	    -f "$MS_REPO/contrib/xinetd.mailslot" >>"$DP_T/launcher.log" 2>&1 </dev/null
 	dp_wait_listen "$DP_PORT"
 	"${DP_CLIENT:-dp_send}" "$DP_PORT" xinetd
-	sleep 0.2
+	dp_wait_log "$DP_T/syslog"
 }
 
 # Under the journal: systemd-journald runs, and mailslot is started as a
@@ -289,7 +310,6 @@ ns_xinetd() {
 ns_journal() {
 	dp_journald
 	ns_sa_inetd -E INVOCATION_ID=0123456789abcdef0123456789abcdef
-	sleep 0.2
 	dp_journal_export
 }
 
@@ -378,8 +398,7 @@ ns_sandbox() {
 		s.quit()
 		PY
 	fi
-	sleep 0.2
-	dp_journal_export
+	dp_journal_export $((1 + ${DP_TLS:-0}))
 }
 
 # Every system call of a systemd-analyze syscall-filter group, nested
