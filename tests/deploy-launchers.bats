@@ -126,3 +126,12 @@ dp_assert_refused() {
 		grep -q '^Received: from .* (unknown \[127\.0\.0\.1\])$' "$f"
 	done
 }
+
+@test "contrib shell scripts parse (log-run needs daemontools' multilog, not run here)" {
+	for f in contrib/tcpserver/run contrib/tcpserver/log-run contrib/demo.sh; do
+		sh -n "$MS_REPO/$f" || fail "$f"
+		[ -x "$MS_REPO/$f" ] || fail "$f is not executable"
+	done
+	[ -x "$MS_REPO/contrib/s6/run" ]
+	head -n 1 "$MS_REPO/contrib/s6/run" | grep -qx '#!/usr/bin/execlineb -P'
+}

@@ -33,7 +33,6 @@
 # reached /dev/log), journal.export (journalctl -o export).  After dp_ns,
 # the Maildir is $DP_MAILDIR (the overlay's upper layer).
 
-DP_LIB=$MS_LIB/deploy.bash
 DP_NS_TIMEOUT=${DP_NS_TIMEOUT:-60}
 DP_PORT=25
 
