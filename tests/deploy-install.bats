@@ -16,13 +16,16 @@ teardown() {
 }
 
 # make, as an unprivileged account when the tests run as root: DESTDIR
-# alone must be enough.  -o all: install what was built, never rebuild.
+# alone must be enough (when that account can read the checkout at all; a
+# checkout under a private directory is installed from as root).  -o all:
+# install what was built, never rebuild.
 stage_make() {
-	local as=()
-	if [ "$(id -u)" = 0 ]; then
+	local as=() nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
+	if [ "$(id -u)" = 0 ] &&
+	    "${nobody[@]}" test -r "$MS_REPO/Makefile" -a -r "$MAILSLOT" 2>/dev/null; then
 		mkdir -p "$STAGE"
 		chown nobody: "$STAGE_TOP" "$STAGE"
-		as=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
+		as=("${nobody[@]}")
 	fi
 	"${as[@]}" make -s --no-print-directory -C "$MS_REPO" -o all PROG="$MAILSLOT" "$@"
 }
