@@ -2,21 +2,27 @@
 # Recipients, part 4: terminal delivery (RFC 821 SEND, SOML, SAML) through
 # a pseudo-terminal the test opens (tests/lib/recipients-pty.py) and
 # registers in utmp as a USER_PROCESS of the login "bob".  utmp is backed
-# up first and put back in teardown.
+# up first and put back in teardown; utmp is one file for the whole host,
+# so a lock keeps two runs of the suite (make check, check-asan) apart.
 
 load 'lib/common'
 load 'lib/recipients'
 
 UTMP=/var/run/utmp
+UTMP_LOCK=/tmp/mailslot-tests-utmp.lock
 
 setup() {
 	rc_setup
 	rc_mailbox bob carol
 	PTY_PIDS=()
 	UTMP_SAVED=
+	UTMP_LOCK_FD=
 	MS_OPTS+=(-o terminal_delivery=yes)
 	[ "$(id -u)" = 0 ] || skip "needs root to write $UTMP"
 	command -v utmpdump >/dev/null || skip "no utmpdump"
+	command -v flock >/dev/null || skip "no flock"
+	exec {UTMP_LOCK_FD}>>"$UTMP_LOCK"
+	flock -w 120 "$UTMP_LOCK_FD" || skip "$UTMP_LOCK held by another run for 120 s"
 	if [ -e "$UTMP" ]; then
 		cp -p "$UTMP" "$MS_DIR/utmp.saved" || skip "cannot back up $UTMP"
 		UTMP_SAVED=yes
@@ -36,6 +42,9 @@ teardown() {
 	yes) cp -p "$MS_DIR/utmp.saved" "$UTMP" ;;
 	none) rm -f "$UTMP" ;;
 	esac
+	if [ -n "${UTMP_LOCK_FD-}" ]; then
+		exec {UTMP_LOCK_FD}>&-
+	fi
 	rc_teardown
 }
 
