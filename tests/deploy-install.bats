@@ -59,7 +59,8 @@ stage_make() {
 	cmp "$MS_REPO/units/mailslot.sysusers" "$STAGE/usr/lib/sysusers.d/mailslot.conf"
 	cmp "$MS_REPO/units/mailslot.tmpfiles" "$STAGE/usr/lib/tmpfiles.d/mailslot.conf"
 	# The installed binary runs and accepts the installed configuration.
-	run "$STAGE/usr/sbin/mailslot" -t -f "$STAGE/etc/mailslot/mailslot.conf"
+	# shellcheck disable=SC2086 # the wrapper is a command prefix
+	run $MAILSLOT_WRAPPER "$STAGE/usr/sbin/mailslot" -t -f "$STAGE/etc/mailslot/mailslot.conf"
 	assert_success
 	assert_line "maildir = /var/lib/mailslot/Maildir"
 	# The sysusers.d and tmpfiles.d files, applied to the tree (as root,
@@ -121,7 +122,9 @@ stage_make() {
 
 @test "mailslot.conf(5) describes every key mailslot -t prints" {
 	local k missing=
-	for k in $("$MAILSLOT" -t -f /dev/null -o hostname=mx.test | sed 's/ = .*//'); do
+	# shellcheck disable=SC2086 # the wrapper is a command prefix
+	for k in $($MAILSLOT_WRAPPER "$MAILSLOT" -t -f /dev/null -o hostname=mx.test |
+	    sed 's/ = .*//'); do
 		grep -q "^\.It Cm $k\( \|$\)\|^\.It Cm [a-z_]* , $k " "$MS_REPO/man/mailslot.conf.5" ||
 			missing="$missing $k"
 	done
