@@ -141,8 +141,12 @@ stage_make() {
 	while read -r pair; do
 		grep -q "^\.It $pair\$\|^\.No $pair\$\|^\.It $pair " "$m" ||
 			missing="$missing '$pair'"
-	done < <(sed -n 's/.*= *{ *\([0-9]\{3\}\), *"\([0-9.]*\)".*/\1 \2/p;
-	    s/.*= *{ *\([0-9]\{3\}\), *NULL.*/\1/p' "$MS_REPO/src/smtp.c" | sort -u)
+	done < <({
+		sed -n 's/.*= *{ *\([0-9]\{3\}\), *"\([0-9.]*\)".*/\1 \2/p;
+		    s/.*= *{ *\([0-9]\{3\}\), *NULL.*/\1/p' "$MS_REPO/src/smtp.c"
+		# smtp_refuse(io, host, "4.3.5"): the 421s said before a session
+		sed -n 's/.*smtp_refuse(.*"\(4\.[0-9]\.[0-9]\)");.*/421 \1/p' "$MS_REPO"/src/*.c
+	    } | sort -u)
 	# The EHLO keywords.
 	for o in $(sed -n 's/.*lines\[n++\] = "\([A-Z0-9]*\)".*/\1/p' "$MS_REPO/src/smtp.c"); do
 		grep -qw "$o" "$m" || missing="$missing $o"
