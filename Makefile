@@ -171,6 +171,10 @@ bench/floor bench/rsswrap: bench/%: bench/%.c
 bench: $(PROG) $(BENCH_PROGS)
 	BENCH_QUICK='$(BENCH_QUICK)' sh bench/bench.sh
 
-.PHONY: bench
+# Where the instructions, system calls and time go (bench/profile.sh).
+bench-profile: $(PROG) $(BENCH_PROGS)
+	sh bench/profile.sh
+
+.PHONY: bench bench-profile
 
 include tests/fuzz/fuzz.mk

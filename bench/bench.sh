@@ -46,6 +46,9 @@ for tool in "$LAUNCH" valgrind; do
 done
 
 work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/mailslot-bench.XXXXXX")
+# A copy: a rebuild of src/mailslot during the run must not change what runs.
+cp "$MAILSLOT" "$work/mailslot.bin"
+MAILSLOT=$work/mailslot.bin
 lpid=
 cleanup() {
 	if [ -n "$lpid" ]; then
