@@ -28,7 +28,9 @@ BUILD_DEPS = gcc make pkg-config libbsd-dev libsystemd-dev
 TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-ssleay-perl
 
 # STARTTLS through libtls (src/tls.c); `make TLS=no` builds without it.
-TLS	?= yes
+# The choice sticks (build/tls-*) until TLS= is given again or make clean,
+# so a later plain make (make run, make install) keeps it.
+TLS	?= $(if $(wildcard build/tls-no),no,yes)
 ifeq ($(TLS),yes)
 SRCS	+= src/tls.c
 TLS_CFLAGS = -DMAILSLOT_TLS $(shell $(PKG_CONFIG) --cflags libtls 2>/dev/null)
@@ -67,7 +69,7 @@ check: deps
 	bats --print-output-on-failure tests
 
 clean:
-	rm -f $(PROG) $(OBJS)
+	rm -f $(PROG) $(OBJS) src/tls.o build/tls-*
 
 .PHONY: all deps check clean
 
