@@ -91,6 +91,8 @@ while sent < (256 << 20) and idle < 50:
     except BlockingIOError:
         idle += 1
         time.sleep(0.02)
+    except OSError:
+        break           # reset: mailslot closed with our input unread
 deadline = time.monotonic() + limit
 exited = 'no'
 while pid is not None and time.monotonic() < deadline:

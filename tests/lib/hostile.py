@@ -188,8 +188,16 @@ def transaction(c, tag, wire, rset=False):
 WANT = {'EIO': (451,), 'ENOSPC': (452,), 'EDQUOT': (452,)}
 
 
+def no_lsan(cmd):
+    """LeakSanitizer cannot run under ptrace: turn it off for a command run
+    under strace, also where an `env` wrapper sets LSAN_OPTIONS itself."""
+    os.environ['LSAN_OPTIONS'] = 'detect_leaks=0'
+    out = [x + ':detect_leaks=0' if x.startswith('LSAN_OPTIONS=') else x for x in cmd]
+    return out
+
+
 def strace_argv(args, trace, extra):
-    return ['strace', '-f', '-qq', '-y', '-o', trace] + extra + args.cmd
+    return ['strace', '-f', '-qq', '-y', '-o', trace] + extra + no_lsan(args.cmd)
 
 
 def one_session(argv, wire1, wire2, stderr_path):
