@@ -387,6 +387,7 @@ teardown() {
 }
 
 @test "user: the account is taken before the first byte of input is read" {
+	rc_skip_under_wrapper
 	command -v strace >/dev/null || skip "no strace"
 	rc_for_nobody
 	rc_mailbox bob
