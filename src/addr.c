@@ -127,7 +127,6 @@ addr_parse(const char *s, int flags, struct mailbox *mb, const char **rest)
 	size_t ulen = 0;
 
 	memset(mb, 0, sizeof(*mb));
-	mb->domain = "";
 	while (*p == ' ')		/* "FROM: <a@b>": common, and harmless */
 		p++;
 	bracket = *p == '<';
@@ -223,10 +222,15 @@ addr_parse(const char *s, int flags, struct mailbox *mb, const char **rest)
 			high |= (unsigned char)*q >= 0x80;
 	if (high && (!utf8 || !addr_utf8_ok(start, (size_t)(dend - start))))
 		return ADDR_NONASCII;
+	/* C1 controls (U+0080..U+009F: CSI among them) are control octets too. */
+	for (const char *q = start; high && q + 1 < dend; q++)
+		if ((unsigned char)q[0] == 0xc2 && (unsigned char)q[1] >= 0x80 &&
+		    (unsigned char)q[1] <= 0x9f)
+			return ADDR_NOT_ALLOWED;
 
 	memcpy(mb->text, start, (size_t)(dend - start));
 	mb->text[dend - start] = '\0';
-	mb->domain = dom != NULL ? mb->text + (dom - start) : "";
+	mb->domain_at = dom != NULL ? (size_t)(dom - start) : (size_t)(dend - start);
 	return ADDR_OK;
 }
 
@@ -337,7 +341,7 @@ addr_rcpt_params(const char *s)
 bool
 addr_same(const struct mailbox *a, const struct mailbox *b)
 {
-	if (strcasecmp(a->domain, b->domain) != 0)
+	if (strcasecmp(addr_domain(a), addr_domain(b)) != 0)
 		return false;
 	/* <postmaster> is matched without regard to case (RFC 5321 4.5.1). */
 	if (strcasecmp(a->local, "postmaster") == 0)

@@ -27,8 +27,16 @@ struct mailbox {
 	char	text[ADDR_MAX_PATH + 1];
 	/* The local part with quoting undone. */
 	char	local[ADDR_MAX_LOCAL + 1];
-	const char *domain;		/* into text, after the '@'; "" when bare */
+	size_t	domain_at;		/* where the domain starts in text; at its end when bare */
 };
+
+/* The domain of a mailbox ("" when bare).  An offset, not a pointer, so
+ * a struct mailbox can be copied and moved like any value. */
+static inline const char *
+addr_domain(const struct mailbox *mb)
+{
+	return mb->text + mb->domain_at;
+}
 
 enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 

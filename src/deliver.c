@@ -21,6 +21,7 @@
 #include "log.h"
 
 #define TERMINAL_MAX	(64 * 1024)	/* a terminal is not a mailbox */
+#define TERMINAL_WAIT_MS 5000		/* nor worth holding the client for */
 
 struct copy {
 	const char	 *path, *root;	/* point into the recipients' routes */
@@ -287,6 +288,7 @@ forward(struct delivery *d)
 	char *head;
 	size_t argc = 0, max = d->nforwards + 8, hn;
 	int fds[2], status = 0;
+	bool fed;
 	pid_t pid;
 	struct timespec pause = { 0, 10 * 1000 * 1000 };
 	long waited = 0;
@@ -331,8 +333,10 @@ forward(struct delivery *d)
 	}
 	fcntl(fds[1], F_SETFL, O_NONBLOCK);
 	head = headers(d, false, d->fwd_rcpts, d->nfwd_rcpts, &hn);
-	if (head == NULL || feed(fds[1], head, hn, p->fd, (off_t)p->mark,
-	    p->octets - p->mark, (int)c->data_timeout) == -1)
+	/* A program that did not take the whole message did not take it. */
+	fed = head != NULL && feed(fds[1], head, hn, p->fd, (off_t)p->mark,
+	    p->octets - p->mark, (int)c->data_timeout) == 0;
+	if (!fed)
 		log_msg(LOG_ERR, "event=error op=forward error=\"cannot feed forward_command\"");
 	free(head);
 	close(fds[1]);
@@ -356,29 +360,64 @@ forward(struct delivery *d)
 		log_msg(LOG_ERR, "event=error op=forward status=%d", status);
 		return -1;
 	}
+	if (!fed)
+		return -1;
 	log_msg(LOG_INFO, "event=forward id=%s to=%zu", d->id, d->nforwards);
 	return 0;
 }
 
 /* ---- terminals ----------------------------------------------------------- */
 
+/*
+ * Write to a terminal that may be slow: wait for it, a few seconds at the
+ * most in all (a terminal is not worth holding the client for).
+ */
+static bool
+tty_write(int tty, const char *p, size_t n, long long *budget_ms)
+{
+	struct pollfd pfd = { .fd = tty, .events = POLLOUT };
+
+	while (n > 0) {
+		struct timespec t0, t1;
+		ssize_t w;
+		int r;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		r = poll(&pfd, 1, *budget_ms > 0 ? (int)*budget_ms : 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		*budget_ms -= (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		if (r <= 0)
+			return false;
+		w = write(tty, p, n);
+		if (w == -1 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
 /* Control octets and escape sequences never reach the terminal raw. */
 static void
-to_terminal(int tty, const struct delivery *d)
+to_terminal(int tty, const struct delivery *d, int fd)
 {
 	const struct msg *p = d->primary;
-	char in[1024], out[4 * sizeof(in) + 64];
+	char in[1024], out[4 * sizeof(in) + 64], from[4 * ADDR_MAX_PATH + 1];
 	off_t off = (off_t)p->mark;
 	uint64_t left = p->octets - p->mark;
+	long long budget = TERMINAL_WAIT_MS;
 	int n;
 
-	n = snprintf(out, sizeof(out), "\r\nMessage from <%s> via mailslot:\r\n", d->tr.sender);
-	if (write(tty, out, (size_t)n) != n)
+	strnvis(from, d->tr.sender, sizeof(from), VIS_CSTYLE | VIS_OCTAL | VIS_TAB);
+	n = snprintf(out, sizeof(out), "\r\nMessage from <%s> via mailslot:\r\n", from);
+	if (n < 0 || (size_t)n >= sizeof(out) || !tty_write(tty, out, (size_t)n, &budget))
 		return;
 	if (left > TERMINAL_MAX)
 		left = TERMINAL_MAX;
 	while (left > 0) {
-		ssize_t got = pread(p->fd, in, left < sizeof(in) ? (size_t)left : sizeof(in), off);
+		ssize_t got = pread(fd, in, left < sizeof(in) ? (size_t)left : sizeof(in), off);
 		size_t o = 0;
 
 		if (got <= 0)
@@ -391,18 +430,33 @@ to_terminal(int tty, const struct delivery *d)
 				o += (size_t)(vis(out + o, (unsigned char)in[i],
 				    VIS_CSTYLE | VIS_OCTAL | VIS_TAB, 0) - (out + o));
 		}
-		if (write(tty, out, o) != (ssize_t)o)
+		if (!tty_write(tty, out, o, &budget))
 			return;
 		off += got;
 		left -= (uint64_t)got;
 	}
 	if (p->octets - p->mark > TERMINAL_MAX)
-		(void)!write(tty, "\r\n[message cut]\r\n", 17);
+		(void)tty_write(tty, "\r\n[message cut]\r\n", 17, &budget);
+}
+
+static bool
+seen(dev_t *v, size_t *n, size_t max, dev_t dev)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (v[i] == dev)
+			return true;
+	if (*n == max)
+		return true;	/* enough terminals for one message */
+	v[(*n)++] = dev;
+	return false;
 }
 
 static void
-terminals(const struct delivery *d)
+terminals(const struct delivery *d, int fd)
 {
+	dev_t done[16];		/* a tty listed twice in utmp gets one copy */
+	size_t ndone = 0;
+
 	for (size_t i = 0; i < d->nterminals; i++) {
 		struct utmpx *u;
 
@@ -421,8 +475,9 @@ terminals(const struct delivery *d)
 			tty = open(line, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 			if (tty == -1)
 				continue;
-			if (fstat(tty, &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP)) {
-				to_terminal(tty, d);
+			if (fstat(tty, &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP) &&
+			    !seen(done, &ndone, sizeof(done) / sizeof(done[0]), st.st_rdev)) {
+				to_terminal(tty, d, fd);
 				log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s", d->id,
 				    d->terminals[i], line);
 			}
@@ -447,6 +502,7 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 	struct msg *p = d->primary;
 	uint64_t body = p->octets - p->mark, body_lines = p->lines - p->mark_lines;
 	enum dresult r = DR_OK;
+	int body_fd = -1;
 
 	*err = 0;
 	if ((*err = msg_sync(p)) != 0) {
@@ -484,20 +540,30 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 		r = DR_FORWARD;
 		goto fail;
 	}
+	/* Publishing closes the copies; the terminals still read the body. */
+	if (d->nterminals > 0 && (body_fd = dup(p->fd)) == -1) {
+		*err = errno;
+		r = DR_LOCAL_ERROR;
+		goto fail;
+	}
 	for (size_t i = 0; i < d->ncopies; i++) {
 		struct copy *cp = &d->copies[i];
 
 		cp->open = false;
 		if ((*err = msg_publish(&cp->m, cp->name, sizeof(cp->name))) != 0) {
 			r = errno_result(*err);
+			if (body_fd != -1)
+				close(body_fd);
 			goto fail;
 		}
 		cp->published = true;
 	}
 	for (size_t i = 0; i < d->ncopies; i++)
 		quota_charge(d->copies[i].root, d->copies[i].m.octets);
-	if (d->nterminals > 0)
-		terminals(d);
+	if (body_fd != -1) {
+		terminals(d, body_fd);
+		close(body_fd);
+	}
 	if (d->ncopies > 0)
 		strlcpy(name, d->copies[0].name, size);
 	else

@@ -423,7 +423,7 @@ static int
 quota_create(const char *root, const char *def)
 {
 	char tmp[PATH_MAX], path[PATH_MAX], line[128];
-	struct quota q = { 0 };
+	struct quota q = { 0 }, lim;
 	DIR *d;
 	struct dirent *e;
 	int fd, n;
@@ -440,7 +440,17 @@ quota_create(const char *root, const char *def)
 	}
 	snprintf(tmp, sizeof(tmp), "%s/tmp/maildirsize.%ld", root, (long)getpid());
 	snprintf(path, sizeof(path), "%s/maildirsize", root);
-	n = snprintf(line, sizeof(line), "%s\n%" PRId64 " %" PRId64 "\n", def, q.bytes, q.count);
+	/* The header in the form Dovecot writes: "<octets>S,<count>C", either alone. */
+	if (!quota_def(def, &lim))
+		return -1;
+	n = 0;
+	if (lim.max_bytes != 0)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%" PRIu64 "S", lim.max_bytes);
+	if (lim.max_count != 0)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%" PRIu64 "C",
+		    n > 0 ? "," : "", lim.max_count);
+	n += snprintf(line + n, sizeof(line) - (size_t)n, "\n%" PRId64 " %" PRId64 "\n",
+	    q.bytes, q.count);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) == -1)
 		return -1;
 	if (write(fd, line, (size_t)n) != n || fsync(fd) == -1) {
@@ -456,6 +466,21 @@ quota_create(const char *root, const char *def)
 	}
 	unlink(tmp);
 	return 0;
+}
+
+/* "<octets> <count>", each possibly negative, nothing else; no overflow. */
+static bool
+usage_line(const char *line, int64_t *b, int64_t *c)
+{
+	char *end;
+
+	errno = 0;
+	*b = strtoll(line, &end, 10);
+	if (errno != 0 || end == line || *end != ' ')
+		return false;
+	line = end + 1;
+	*c = strtoll(line, &end, 10);
+	return errno == 0 && end != line && *end == '\0';
 }
 
 static int
@@ -478,17 +503,16 @@ quota_read(const char *root, const char *deflt, struct quota *q, bool *in_force)
 			return -1;
 	}
 	while (ok && getline(&line, &cap, f) != -1) {
-		long long b, c;
-		char extra;
+		int64_t b, c;
 
 		line[strcspn(line, "\n")] = '\0';
 		if (first) {
 			first = false;
 			ok = quota_def(line, q);
-		} else if (sscanf(line, "%lld %lld %c", &b, &c, &extra) == 2) {
-			q->bytes += b;
-			q->count += c;
-		} else if (line[0] != '\0')
+		} else if (line[0] == '\0')
+			continue;
+		else if (!usage_line(line, &b, &c) || __builtin_add_overflow(q->bytes, b, &q->bytes) ||
+		    __builtin_add_overflow(q->count, c, &q->count))
 			ok = false;
 	}
 	free(line);

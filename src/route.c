@@ -130,7 +130,7 @@ target_kind(const char *t, const char *const *doms, char *local, size_t size)
 	snprintf(buf, sizeof(buf), "<%s>", t);
 	if (addr_parse(buf, ADDR_UTF8, &mb, &rest) != ADDR_OK || *rest != '\0' || mb.null)
 		return -1;
-	if (!mb.bare && !local_domain(doms, mb.domain))
+	if (!mb.bare && !local_domain(doms, addr_domain(&mb)))
 		return 1;
 	if (addr_parse(buf, ADDR_UTF8 | ADDR_MAILBOX, &mb, &rest) != ADDR_OK)
 		return -1;
@@ -336,6 +336,10 @@ aliases_load(struct aliases *al, const char *path, const char *const *doms, FILE
 		elen = strlen(entry);
 		eline = lineno;
 	}
+	if (ferror(f)) {
+		fprintf(err, "mailslot: %s: %s\n", path, strerror(errno));
+		problems++;
+	}
 	free(entry);
 	free(line);
 	fclose(f);
@@ -415,13 +419,21 @@ router_new(const struct config *c, FILE *err, int *problems)
 	if (c->mailboxes[0] != '\0') {
 		struct stat st;
 
-		if (stat(c->mailboxes, &st) == -1 || !S_ISDIR(st.st_mode)) {
-			fprintf(err, "mailslot: mailboxes: %s: %s\n", c->mailboxes,
-			    errno != 0 && !S_ISDIR(st.st_mode) ? strerror(errno) : "not a directory");
+		if (stat(c->mailboxes, &st) == -1) {
+			fprintf(err, "mailslot: mailboxes: %s: %s\n", c->mailboxes, strerror(errno));
+			(*problems)++;
+		} else if (!S_ISDIR(st.st_mode)) {
+			fprintf(err, "mailslot: mailboxes: %s: not a directory\n", c->mailboxes);
 			(*problems)++;
 		}
 	}
 	return r;
+}
+
+const char *
+route_home_domain(const struct router *r)
+{
+	return r->local_domains != NULL ? r->local_domains[0] : r->conf->hostname;
 }
 
 static const struct alias *
@@ -551,6 +563,18 @@ usable(const char *dir)
 	return true;
 }
 
+static bool
+mailbox_exists(const struct router *r, const char *name)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+
+	if (r->conf->mailboxes[0] == '\0')
+		return false;
+	return (size_t)snprintf(dir, sizeof(dir), "%s/%s", r->conf->mailboxes, name) <
+	    sizeof(dir) && stat(dir, &st) == 0;
+}
+
 /* A mailbox name (checked, lower-case) and an optional folder tag. */
 static enum route_status
 mailbox_target(const struct router *r, const char *name, const char *tag,
@@ -627,14 +651,15 @@ route_rcpt(const struct router *r, const struct mailbox *mb, enum rmode mode,
 	bool forwards = false, locals = false;
 
 	memset(rt, 0, sizeof(*rt));
-	if (!mb->bare && !accepted_domain(r, mb->domain)) {
+	if (!mb->bare && !accepted_domain(r, addr_domain(mb))) {
 		rt->st = RT_FOREIGN;
 		return;
 	}
 	strlcpy(lname, mb->local, sizeof(lname));
 	lower(lname);
 	strlcpy(base, lname, sizeof(base));
-	if (delim[0] != '\0') {
+	/* user+tag, unless "user+tag" is itself an alias or a mailbox. */
+	if (delim[0] != '\0' && lookup(r, lname) == NULL && !mailbox_exists(r, lname)) {
 		char *p = strstr(base, delim);
 
 		if (p != NULL && p != base) {

@@ -60,6 +60,9 @@ void route_free(struct route *);
 /* EXPN: an alias's members as written, or NULL when `name` is not a list. */
 const char *const *route_list(const struct router *, const char *name, size_t *n);
 
+/* The domain a bare local name belongs to: the first of `domains`, or hostname. */
+const char *route_home_domain(const struct router *);
+
 /* Load an alias file alone (for -t and the fuzzer); problems to `err`. */
 int alias_check(const char *path, const char *const *local_domains, FILE *err);
 

@@ -585,7 +585,7 @@ route_reply(struct session *s, const struct mailbox *mb, const struct route *rt,
 		return false;
 	}
 	if (vrfy && mb->bare)
-		reply(s, RP_VRFY_OK, "<%s@%s>", a, s->conf->hostname);
+		reply(s, RP_VRFY_OK, "<%s@%s>", a, route_home_domain(s->router));
 	else
 		reply(s, vrfy ? RP_VRFY_OK : RP_RCPT_OK, "<%s>", a);
 	return true;
@@ -1032,7 +1032,8 @@ cmd_expn(struct session *s, const struct command *c, char *arg)
 		if (strchr(members[i], '@') != NULL)
 			snprintf(m, sizeof(m), "<%s>", members[i]);
 		else
-			snprintf(m, sizeof(m), "<%s@%s>", members[i], s->conf->hostname);
+			snprintf(m, sizeof(m), "<%s@%s>", members[i],
+			    route_home_domain(s->router));
 		reply_line(s, RP_LIST, i + 1 < n, m);
 	}
 }
