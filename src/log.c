@@ -44,8 +44,22 @@ log_open(void)
 		target = LOG_TO_STDERR;
 	else
 		target = LOG_TO_SYSLOG;
-	if (target == LOG_TO_SYSLOG)
+	if (target == LOG_TO_SYSLOG) {
+		int null;
+
 		openlog("mailslot", LOG_PID, LOG_MAIL);
+		/*
+		 * fd 2 is the client (inetd, xinetd) or closed: put /dev/null
+		 * there, so that nothing a library prints (an abort message, a
+		 * sanitizer report) can reach the connection.
+		 */
+		if ((null = open("/dev/null", O_WRONLY | O_CLOEXEC)) != -1) {
+			if (null != 2) {
+				dup2(null, 2);
+				close(null);
+			}
+		}
+	}
 	/* A session id: 48 random bits, enough to tell a day's sessions apart. */
 	snprintf(session, sizeof(session), "%08" PRIx32 "%04" PRIx32,
 	    arc4random(), arc4random() & 0xffff);
