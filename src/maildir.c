@@ -352,6 +352,17 @@ quota_def(const char *def, struct quota *q)
 	q->max_bytes = q->max_count = 0;
 	if (*p == '\0')
 		return false;
+	/* A number without S or C is a size only when it stands alone. */
+	if (strchr(def, ',') != NULL && strpbrk(def, "kKmMgG") == NULL) {
+		for (const char *part = def; part != NULL; part = strchr(part, ',')) {
+			const char *e;
+
+			part += *part == ',';
+			e = part + strspn(part, "0123456789");
+			if (*e != 'S' && *e != 'C')
+				return false;
+		}
+	}
 	while (*p != '\0') {
 		char *end;
 		unsigned long long n;

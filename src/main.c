@@ -154,8 +154,12 @@ drop_privileges(const struct config *c)
 static void
 log_problems(char *text)
 {
-	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n"))
-		log_msg(LOG_ERR, "event=config problem=\"%s\"", line);
+	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		char e[1024];
+
+		log_msg(LOG_ERR, "event=config problem=\"%s\"",
+		    log_esc(e, sizeof(e), line, strlen(line)));
+	}
 }
 
 int

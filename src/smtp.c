@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <vis.h>
 
 #include "addr.h"
 #include "data.h"
@@ -138,6 +139,7 @@ struct session {
 	enum line_endings	 le;
 	bool			 greeted, esmtp, done;
 	bool			 tls;		/* STARTTLS completed */
+	char			 peer_desc[400]; /* "host [ip]" for Received */
 	char			 helo[ADDR_MAX_DOMAIN + 1];
 	long long		 errors;
 	unsigned		 ntx;
@@ -287,11 +289,17 @@ reply_lines(struct session *s, int code, const char *enh, const char *const *lin
 	}
 }
 
-/* A safe rendering of an untrusted string for a reply or a log line. */
+/* A safe rendering of an untrusted string for a reply: printable ASCII only. */
 static const char *
 esc(char *buf, size_t size, const char *s)
 {
-	return log_esc(buf, size, s, strlen(s));
+	size_t n = strlen(s);
+
+	if (n > (size - 1) / 4)
+		n = (size - 1) / 4;	/* an octet becomes at most four */
+	if (strnvisx(buf, size, s, n, VIS_CSTYLE | VIS_OCTAL | VIS_NL | VIS_TAB) == -1)
+		buf[0] = '\0';
+	return buf;
 }
 
 /* ---- Commands ---------------------------------------------------------- */
@@ -627,7 +635,8 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_BAD_RCPT, "%s: bad recipient address syntax", esc(e, sizeof(e), path));
 		return;
 	case ADDR_NONASCII:
-		reply(s, RP_NON_ASCII, "%s: non-ASCII address without SMTPUTF8", esc(e, sizeof(e), path));
+		reply(s, RP_NON_ASCII, "%s: %s", esc(e, sizeof(e), path), tx->params.smtputf8 ?
+		    "malformed UTF-8 in address" : "non-ASCII address without SMTPUTF8");
 		return;
 	case ADDR_NOT_ALLOWED:
 		reply(s, RP_NOT_ALLOWED, "%s", esc(e, sizeof(e), path));
@@ -711,18 +720,12 @@ static bool
 begin_message(struct session *s, enum dmode mode)
 {
 	struct txn *tx = s->tx;
-	char peer[400];
 	struct trace tr = {
-		.helo = s->helo, .peer = peer, .protocol = protocol(s),
+		.helo = s->helo, .peer = s->peer_desc, .protocol = protocol(s),
 		.tls = s->tls ? tls_describe(s->io) : NULL,
 		.sender = tx->from.null ? "" : tx->from.text,
 	};
 
-	if (s->peer->ip[0] != '\0')
-		snprintf(peer, sizeof(peer), "%s [%s]",
-		    s->peer->host[0] ? s->peer->host : "unknown", s->peer->ip);
-	else
-		snprintf(peer, sizeof(peer), "%s", s->peer->host[0] ? s->peer->host : "unknown");
 	if ((tx->dv = delivery_begin(s->conf, &tr, tx->rcpt, tx->nrcpt, &tx->m)) == NULL) {
 		int e = errno;
 
@@ -1204,6 +1207,12 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	char line[LINE_MAX_PATH + 1], greeting[REPLY_MAX];
 	enum state shown = 0;
 
+	if (peer->ip[0] != '\0')
+		snprintf(s.peer_desc, sizeof(s.peer_desc), "%s [%s]",
+		    peer->host[0] ? peer->host : "unknown", peer->ip);
+	else
+		snprintf(s.peer_desc, sizeof(s.peer_desc), "%s",
+		    peer->host[0] ? peer->host : "unknown");
 	log_msg(LOG_INFO, "event=connect peer=%s host=%s line_endings=%s",
 	    peer->ip[0] ? peer->ip : "unknown", peer->host[0] ? peer->host : "unknown",
 	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf");

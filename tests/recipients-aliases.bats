@@ -36,7 +36,8 @@ assert_stored_in() {
 assert_refused_config() {
 	assert_output --regexp '^421 4\.3\.5 mx\.test '
 	assert_equal "$(printf '%s\n' "$output" | grep -c '')" 1
-	run grep -F -- "$1" "$MS_DIR/log"
+	# Log values are escaped: a '"' in the reason is written \".
+	run grep -F -- "${1//\"/\\\"}" "$MS_DIR/log"
 	assert_success
 	assert_equal "$(rc_all_new | wc -l)" 0
 }
@@ -218,7 +219,6 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 }
 
 @test "an alias file that cannot be read (a directory) is refused, not taken as empty" {
-	skip "known bug: aliases_load() in src/route.c takes a getline() error for the end of the file, so aliases=<a directory> (or a read error) loads as an empty alias file and mail is accepted"
 	run smtp_pipe 'QUIT\r\n' -o "aliases=$MS_DIR"
 	assert_output --regexp '^421 4\.3\.5 '
 	run grep -F "event=config problem=\"mailslot: $MS_DIR:" "$MS_DIR/log"
@@ -273,7 +273,6 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 }
 
 @test "forwards: a program that exits 0 without reading the message gets 451, not 250" {
-	skip "known bug: forward() in src/deliver.c logs \"cannot feed forward_command\" when the pipe breaks but still takes exit 0 as success: forward_command=/bin/true with a 400 KB message is answered 250, and the message is gone"
 	aliases 'ext: someone@remote.example' 'mixed: bob, someone@remote.example'
 	MS_OPTS+=(-o forward_command=/bin/true)
 	RC_BODY=$(printf '%s\\r\\n' $(seq 1 60000) | tr -d '\n')
@@ -373,7 +372,6 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 }
 
 @test "VRFY and EXPN name addresses that RCPT then accepts" {
-	skip "known bug: VRFY <bare name> and EXPN qualify local names with hostname, not an accepted domain: with domains=example.org, \"VRFY bob\" answers <bob@mx.test>, which RCPT then refuses with 550 5.7.1"
 	aliases 'team: bob, carol@example.net'
 	run reply_to '' 'VRFY bob'
 	assert_success
