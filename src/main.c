@@ -165,7 +165,7 @@ log_problems(char *text)
 int
 main(int argc, char *argv[], char *envp[])
 {
-	struct config conf;
+	static struct config conf;	/* static: it lives as long as the process */
 	struct maildir md;
 	struct router *router = NULL;
 	struct peer peer;
@@ -250,6 +250,13 @@ main(int argc, char *argv[], char *envp[])
 		return EXIT_PERM;
 	}
 	free(problems_text);
+	/* Started as root: load the TLS key while it can still be read. */
+	if (geteuid() == 0 && conf.user[0] != '\0' && tls_offered(&conf)) {
+		char why[256];
+
+		if (tls_prepare(&conf, why, sizeof(why)) == NULL)
+			log_msg(LOG_ERR, "event=tls error=\"%s\"", why);
+	}
 	if (drop_privileges(&conf) == -1) {
 		smtp_refuse(&io, conf.hostname, "4.3.5");
 		return EXIT_PERM;
