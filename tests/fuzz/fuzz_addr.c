@@ -91,10 +91,10 @@ check_mailbox(const char *s, size_t n, int flags, const struct mailbox *mb,
 		fail("text length");
 	if (ll > ADDR_MAX_LOCAL || mb->local_len > ADDR_MAX_LOCAL)
 		fail("local part too long");
-	if (mb->bare ? *mb->domain != '\0' :
-	    mb->domain <= mb->text || mb->domain > mb->text + tl || mb->domain[-1] != '@')
+	if (mb->domain_at > tl || (mb->bare ? mb->domain_at != tl :
+	    mb->domain_at == 0 || mb->text[mb->domain_at - 1] != '@'))
 		fail("domain not after the '@' in text");
-	if (strlen(mb->domain) > ADDR_MAX_DOMAIN)
+	if (strlen(addr_domain(mb)) > ADDR_MAX_DOMAIN)
 		fail("domain too long");
 	for (size_t i = 0; i < tl; i++) {
 		unsigned char c = (unsigned char)mb->text[i];
