@@ -13,7 +13,9 @@
 FUZZ_CC		?= clang-14
 FUZZ_TIME	?= 60
 FUZZ_CHECK_TIME	?= 4
-FUZZ_TARGETS	= addr data conf getline
+# seconds one input may take before it counts as a failure
+FUZZ_TIMEOUT	?= 10
+FUZZ_TARGETS	= addr data conf alias getline
 FUZZ_DIR	= build/fuzz
 FUZZ_CFLAGS	= -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS $(DEP_CFLAGS) -Isrc \
 		  $(WARN) -g -O1 -fno-omit-frame-pointer \
@@ -24,6 +26,7 @@ FUZZ_SRC_addr	 = src/addr.c
 FUZZ_SRC_data	 = src/data.c
 FUZZ_SRC_conf	 = src/conf.c src/addr.c
 FUZZ_SRC_getline = src/io.c
+FUZZ_SRC_alias	 = src/route.c src/addr.c src/log.c src/maildir.c src/sd.c
 
 FUZZ_BINS = $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 
@@ -34,7 +37,7 @@ $(FUZZ_DIR)/.dir:
 
 .SECONDEXPANSION:
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*) $(HDRS) $(FUZZ_DIR)/.dir
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(DEP_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(DEP_LIBS) -ldl
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -43,12 +46,12 @@ fuzz-check: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/check-$$t && \
 		echo "fuzz $$t: replaying seeds and regressions" && \
-		$(FUZZ_DIR)/fuzz_$$t -runs=0 $(FUZZ_DIR)/check-$$t tests/fuzz/$$t/seed \
+		$(FUZZ_DIR)/fuzz_$$t -runs=0 -timeout=$(FUZZ_TIMEOUT) $(FUZZ_DIR)/check-$$t tests/fuzz/$$t/seed \
 			$$(test -d tests/fuzz/$$t/regress && echo tests/fuzz/$$t/regress) \
 			2>$(FUZZ_DIR)/replay-$$t.log || \
 			{ tail -n 40 $(FUZZ_DIR)/replay-$$t.log; exit 1; }; \
 		echo "fuzz $$t: $(FUZZ_CHECK_TIME) s" && \
-		nice -n 10 $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_CHECK_TIME) \
+		nice -n 10 $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_CHECK_TIME) -timeout=$(FUZZ_TIMEOUT) \
 			-dict=tests/fuzz/$$t.dict -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
 			$(FUZZ_DIR)/corpus/$$t tests/fuzz/$$t/seed \
 			2>$(FUZZ_DIR)/check-$$t.log || \
@@ -59,7 +62,8 @@ fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_DIR)/corpus/$$t && \
 		echo "fuzz $$t: $(FUZZ_TIME) s" && \
-		nice -n 10 $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+		nice -n 10 $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_TIME) -timeout=$(FUZZ_TIMEOUT) \
+			-print_final_stats=1 \
 			-dict=tests/fuzz/$$t.dict -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
 			$(FUZZ_DIR)/corpus/$$t tests/fuzz/$$t/seed || exit 1; \
 	done
