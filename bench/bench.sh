@@ -173,6 +173,15 @@ run() {
 	    >"$work/load.out" 2>"$work/load.err"; then
 		cat "$work/load.err" >&2
 	fi
+	if [ -n "$_wrap" ]; then
+		# Each session's line comes just after its process ends: wait for
+		# them before the launcher goes.
+		_i=0
+		while [ "$(wc -l <"$_wrap")" -lt "${_n:-1}" ] && [ $_i -lt 100 ]; do
+			sleep 0.05
+			_i=$((_i + 1))
+		done
+	fi
 	stop
 	[ "$_w" != iii ] || rm -rf "$dir"
 	grep -v '^RESULT' "$work/load.out" >&2 || true
@@ -201,12 +210,6 @@ for w in i ii iii iv; do
 	for prog in mailslot floor; do
 		: >"$work/rss.$w.$prog"
 		run "$w" "$prog" rss "$n" "$work/rss.$w.$prog"
-		want=${n:-1}
-		i=0
-		while [ "$(wc -l <"$work/rss.$w.$prog")" -lt "$want" ] && [ $i -lt 100 ]; do
-			sleep 0.05
-			i=$((i + 1))
-		done
 	done
 done
 

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,9 +44,15 @@ main(int argc, char *argv[])
 		execv(argv[2], argv + 2);
 		_exit(127);
 	}
-	/* The session is the child's alone: this copy of fd 0 and 1 goes. */
+	/*
+	 * The session is the child's alone: this copy of fd 0 and 1 goes.
+	 * A launcher that is stopped now must not lose the child's line.
+	 */
 	close(0);
 	close(1);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	while (wait4(pid, &status, 0, &ru) == -1)
 		if (errno != EINTR)
 			return 111;
