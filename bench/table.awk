@@ -80,7 +80,7 @@ END {
 	name["i"] = sprintf("(i)   %d x 4 KiB, c=1", hdr["n1"])
 	name["ii"] = sprintf("(ii)  %d x 4 KiB, c=8", hdr["n2"])
 	name["iii"] = sprintf("(iii) 1 x %d MB", hdr["big"] / 1000000)
-	name["iv"] = sprintf("(iv)  %d x 4 KiB x %d rcpt, %s", hdr["n4"], hdr["rcpts4"],
+	name["iv"] = sprintf("(iv)  %d x %d rcpt, %s", hdr["n4"], hdr["rcpts4"],
 	    hdr["boxes"] == "yes" ? hdr["rcpts4"] " Maildirs" : "catch-all")
 	unit["i"] = unit["ii"] = unit["iv"] = "msgs/s"
 	unit["iii"] = "MB/s"
