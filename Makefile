@@ -33,8 +33,11 @@ TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-
 TLS	?= $(if $(wildcard build/tls-no),no,yes)
 ifeq ($(TLS),yes)
 SRCS	+= src/tls.c
-TLS_CFLAGS = -DMAILSLOT_TLS $(shell $(PKG_CONFIG) --cflags libtls 2>/dev/null)
-TLS_LIBS   = $(shell $(PKG_CONFIG) --libs libtls 2>/dev/null || echo -ltls)
+# libtls is dlopen()ed on STARTTLS (src/tls.c): headers and its soname only.
+TLS_SONAME := $(shell objdump -p "$$($(PKG_CONFIG) --variable=libdir libtls 2>/dev/null)/libtls.so" 2>/dev/null | awk '/SONAME/ { print $$2 }')
+TLS_CFLAGS = -DMAILSLOT_TLS -DLIBTLS_SONAME='"$(or $(TLS_SONAME),libtls.so.26)"' \
+	     $(shell $(PKG_CONFIG) --cflags libtls 2>/dev/null)
+TLS_LIBS   =
 BUILD_DEPS += libtls-dev
 endif
 

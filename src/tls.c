@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -31,6 +32,100 @@
 
 #include "log.h"
 #include "tls.h"
+
+/*
+ * libtls, and through it libssl and libcrypto, is loaded with dlopen()
+ * when a client says STARTTLS (or -t checks the pair), as sd.c does for
+ * libsystemd: linked, the dynamic loader would map and bind all three at
+ * every exec, some four million instructions and 1.8 MiB per connection,
+ * for sessions that mostly never use them.  The pointers are typed from
+ * libtls's own header, so a mismatch fails to compile.
+ */
+#define LIBTLS_FUNCS(X) \
+	X(tls_init) \
+	X(tls_config_new) \
+	X(tls_config_free) \
+	X(tls_config_error) \
+	X(tls_config_parse_protocols) \
+	X(tls_config_set_protocols) \
+	X(tls_config_set_ciphers) \
+	X(tls_config_set_keypair_file) \
+	X(tls_config_clear_keys) \
+	X(tls_config_insecure_noverifycert) \
+	X(tls_config_insecure_noverifyname) \
+	X(tls_config_insecure_noverifytime) \
+	X(tls_server) \
+	X(tls_client) \
+	X(tls_configure) \
+	X(tls_free) \
+	X(tls_error) \
+	X(tls_accept_cbs) \
+	X(tls_accept_socket) \
+	X(tls_connect_socket) \
+	X(tls_handshake) \
+	X(tls_read) \
+	X(tls_write) \
+	X(tls_close) \
+	X(tls_conn_version) \
+	X(tls_conn_cipher) \
+	X(tls_conn_cipher_strength) \
+	X(tls_peer_cert_notafter) \
+
+#define LIBTLS_PTR(f) static __typeof__(f) *p_##f;
+LIBTLS_FUNCS(LIBTLS_PTR)
+#undef LIBTLS_PTR
+
+#define tls_init(...) p_tls_init(__VA_ARGS__)
+#define tls_config_new(...) p_tls_config_new(__VA_ARGS__)
+#define tls_config_free(...) p_tls_config_free(__VA_ARGS__)
+#define tls_config_error(...) p_tls_config_error(__VA_ARGS__)
+#define tls_config_parse_protocols(...) p_tls_config_parse_protocols(__VA_ARGS__)
+#define tls_config_set_protocols(...) p_tls_config_set_protocols(__VA_ARGS__)
+#define tls_config_set_ciphers(...) p_tls_config_set_ciphers(__VA_ARGS__)
+#define tls_config_set_keypair_file(...) p_tls_config_set_keypair_file(__VA_ARGS__)
+#define tls_config_clear_keys(...) p_tls_config_clear_keys(__VA_ARGS__)
+#define tls_config_insecure_noverifycert(...) p_tls_config_insecure_noverifycert(__VA_ARGS__)
+#define tls_config_insecure_noverifyname(...) p_tls_config_insecure_noverifyname(__VA_ARGS__)
+#define tls_config_insecure_noverifytime(...) p_tls_config_insecure_noverifytime(__VA_ARGS__)
+#define tls_server(...) p_tls_server(__VA_ARGS__)
+#define tls_client(...) p_tls_client(__VA_ARGS__)
+#define tls_configure(...) p_tls_configure(__VA_ARGS__)
+#define tls_free(...) p_tls_free(__VA_ARGS__)
+#define tls_error(...) p_tls_error(__VA_ARGS__)
+#define tls_accept_cbs(...) p_tls_accept_cbs(__VA_ARGS__)
+#define tls_accept_socket(...) p_tls_accept_socket(__VA_ARGS__)
+#define tls_connect_socket(...) p_tls_connect_socket(__VA_ARGS__)
+#define tls_handshake(...) p_tls_handshake(__VA_ARGS__)
+#define tls_read(...) p_tls_read(__VA_ARGS__)
+#define tls_write(...) p_tls_write(__VA_ARGS__)
+#define tls_close(...) p_tls_close(__VA_ARGS__)
+#define tls_conn_version(...) p_tls_conn_version(__VA_ARGS__)
+#define tls_conn_cipher(...) p_tls_conn_cipher(__VA_ARGS__)
+#define tls_conn_cipher_strength(...) p_tls_conn_cipher_strength(__VA_ARGS__)
+#define tls_peer_cert_notafter(...) p_tls_peer_cert_notafter(__VA_ARGS__)
+
+static bool
+libtls_load(char *why, size_t n)
+{
+	static void *lib;
+
+	if (lib != NULL)
+		return true;
+	if ((lib = dlopen(LIBTLS_SONAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		snprintf(why, n, "cannot load %s: %s", LIBTLS_SONAME, dlerror());
+		return false;
+	}
+#define LIBTLS_SYM(f) \
+	if ((*(void **)&p_##f = dlsym(lib, #f)) == NULL) { \
+		snprintf(why, n, "%s lacks %s", LIBTLS_SONAME, #f); \
+		dlclose(lib); \
+		lib = NULL; \
+		return false; \
+	}
+	LIBTLS_FUNCS(LIBTLS_SYM)
+#undef LIBTLS_SYM
+	return true;
+}
 
 #define EXPIRY_WARN_DAYS	14
 #define CLOSE_WAIT_MS		1000	/* for close_notify on the way out */
@@ -217,6 +312,8 @@ server_config(const struct config *c, bool pair, char *why, size_t n)
 	struct tls_config *cfg;
 	uint32_t protocols;
 
+	if (!libtls_load(why, n))
+		return NULL;
 	if (tls_init() == -1 || (cfg = tls_config_new()) == NULL) {
 		snprintf(why, n, "cannot initialise libtls");
 		return NULL;
@@ -264,6 +361,8 @@ server_context(struct tls_config *cfg, char *why, size_t n)
 static void
 server_free(struct tls_server *ts)
 {
+	if (p_tls_free == NULL)
+		return;		/* libtls never loaded: nothing to free */
 	tls_free(ts->conn);
 	tls_free(ts->ctx);
 	tls_config_free(ts->cfg);
