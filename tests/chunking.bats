@@ -395,6 +395,34 @@ $TOOBIG
 	assert_clean
 }
 
+@test "chunking: line_endings=strict: 554 for a bare LF or CR by BDAT, not for BINARYMIME" {
+	run smtp_pipe "${EMR}BDAT 5 LAST\r\na\nb\rcQUIT\r\n" -o line_endings=strict
+	assert_success
+	assert_line --regexp '^554 5\.6\.0 bare CR or LF in message'
+	assert_clean
+	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\nRCPT TO:<bob@example.org>\r\nBDAT 5 LAST\r\na\nb\rcQUIT\r\n' -o line_endings=strict
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_stored "${TRACE_PIPE}a\nb\rc"
+	assert_sizes "$(ms_new_file)" binary
+}
+
+@test "chunking: a mail loop by BDAT (Received headers split across chunks): 554 5.4.6" {
+	python3 - "$MS_DIR/in" <<'PY'
+import sys
+m = b"".join(b"Received: from hop%d\r\n" % i for i in range(60)) + b"\r\nbody\r\n"
+h = len(m) // 2 + 3
+with open(sys.argv[1], "wb") as f:
+    f.write(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\n")
+    f.write(b"BDAT %d\r\n" % h + m[:h] + b"BDAT %d LAST\r\n" % (len(m) - h) + m[h:])
+    f.write(b"QUIT\r\n")
+PY
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --regexp '^554 5\.4\.6 mail loop: too many Received headers'
+	assert_clean
+}
+
 # announce 10 GB, send 10 octets, stall: 421 4.4.2 at data_timeout, and
 # VmHWM (read during the stall) stays small.  MAX: max_message_size.
 stall() {
