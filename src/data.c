@@ -159,11 +159,13 @@ decoder_run(struct decoder *d, const char *in, size_t n, size_t *used,
 				d->st = lf_ends ? D_BOL : D_TEXT;
 			} else {
 				/* The common case: copy the run up to the next CR or LF. */
-				size_t max = n - i < cap - o ? n - i : cap - o, k = 1;
-				const char *p = in + i;
+				size_t max = n - i < cap - o ? n - i : cap - o, k;
+				const char *p = in + i, *lf, *cr;
 
-				while (k < max && p[k] != '\r' && p[k] != '\n')
-					k++;
+				lf = memchr(p, '\n', max);
+				k = lf != NULL ? (size_t)(lf - p) : max;
+				if ((cr = memchr(p, '\r', k)) != NULL)
+					k = (size_t)(cr - p);
 				emit(d, out, &o, p, k);
 				i += k;
 			}

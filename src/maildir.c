@@ -26,14 +26,18 @@
 #include "log.h"
 #include "maildir.h"
 
+/* Open a Maildir's subdirectory, creating it only when it is missing. */
 static int
 subdir(int root, const char *name)
 {
 	int fd;
 
-	if (mkdirat(root, name, 0700) == -1 && errno != EEXIST)
-		return -1;
 	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1 && errno == ENOENT) {
+		if (mkdirat(root, name, 0700) == -1 && errno != EEXIST)
+			return -1;
+		fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	}
 	if (fd != -1 && faccessat(root, name, W_OK | X_OK, AT_EACCESS) == -1) {
 		int e = errno;
 		close(fd);
@@ -50,9 +54,13 @@ maildir_open(struct maildir *md, const char *path, const char *hostname)
 	size_t o = 0;
 
 	md->root = md->tmp = md->new = -1;
-	if (mkdir(path, 0700) == -1 && errno != EEXIST)
-		return -1;
-	if ((md->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	md->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (md->root == -1 && errno == ENOENT) {
+		if (mkdir(path, 0700) == -1 && errno != EEXIST)
+			return -1;
+		md->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (md->root == -1)
 		return -1;
 	if ((md->tmp = subdir(md->root, "tmp")) == -1 ||
 	    (md->new = subdir(md->root, "new")) == -1 ||
