@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MSG_BUFSIZE	(128 * 1024)
+#define MSG_BUFSIZE	(64 * 1024)
 #define MSG_NAMESIZE	256
 
 struct maildir {
