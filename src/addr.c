@@ -349,3 +349,28 @@ addr_same(const struct mailbox *a, const struct mailbox *b)
 	return a->local_len == b->local_len &&
 	    strncmp(a->text, b->text, a->local_len) == 0;
 }
+
+bool
+addr_bdat(const char *arg, uint64_t *size, bool *last, bool *syntax_ok)
+{
+	uint64_t n = 0;
+	const char *p = arg;
+
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return false;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	*size = n;
+	*last = false;
+	*syntax_ok = *p == '\0';
+	if (*p == ' ') {		/* bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] */
+		while (*p == ' ')
+			p++;
+		*last = strcasecmp(p, "LAST") == 0;
+		*syntax_ok = *last;
+	}
+	return true;
+}

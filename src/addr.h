@@ -75,6 +75,15 @@ enum addr_status addr_mail_params(const char *, struct mail_params *);
 /* RCPT parameters: mailslot knows none, so any is unknown (555). */
 enum addr_status addr_rcpt_params(const char *);
 
+/*
+ * "BDAT <size> [LAST]" (RFC 3030 2).  The size is read before anything
+ * else: whatever the answer, exactly that many octets follow and must be
+ * read.  False when the size is not a 64-bit number, which leaves no way to
+ * find the next command; *syntax_ok false for anything else that is wrong
+ * (the chunk can still be drained).
+ */
+bool addr_bdat(const char *arg, uint64_t *size, bool *last, bool *syntax_ok);
+
 /* Case-blind on the domain, exact on the local part (RFC 5321 2.4). */
 bool addr_same(const struct mailbox *, const struct mailbox *);
 

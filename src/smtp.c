@@ -873,34 +873,6 @@ cmd_data(struct session *s, const struct command *c, char *arg)
 	end_message(s);
 }
 
-/*
- * "BDAT <size> [LAST]".  The size is parsed before anything else: whatever
- * the answer, exactly that many octets follow and must be read.  A size
- * that is not a 64-bit number leaves no way to find the next command.
- */
-static bool
-bdat_args(const char *arg, uint64_t *size, bool *last, bool *syntax_ok)
-{
-	uint64_t n = 0;
-	const char *p = arg;
-
-	if (*p < '0' || *p > '9')
-		return false;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-			return false;
-		n = n * 10 + (uint64_t)(*p - '0');
-	}
-	*size = n;
-	*last = false;
-	while (*p == ' ')
-		p++;
-	if (strcasecmp(p, "LAST") == 0)
-		*last = true;
-	*syntax_ok = *p == '\0' || *last;
-	return true;
-}
-
 /* BDAT refused before its handler ran (sequence, no-mail mode): drain it. */
 static void
 bdat_refused(struct session *s, char *arg)
@@ -908,7 +880,7 @@ bdat_refused(struct session *s, char *arg)
 	uint64_t size;
 	bool last, ok;
 
-	if (!bdat_args(arg, &size, &last, &ok)) {
+	if (!addr_bdat(arg, &size, &last, &ok)) {
 		reply(s, RP_LOST_SYNC, "BDAT size unreadable");
 		s->done = true;
 		return;
@@ -932,7 +904,7 @@ cmd_bdat(struct session *s, const struct command *c, char *arg)
 	bool last, ok, again;
 
 	(void)c;
-	if (!bdat_args(arg, &size, &last, &ok)) {
+	if (!addr_bdat(arg, &size, &last, &ok)) {
 		reply(s, RP_SYNTAX, "BDAT size is not a 64-bit number");
 		reply(s, RP_LOST_SYNC, "cannot find the end of the chunk");
 		s->done = true;

@@ -246,7 +246,6 @@ $SYNTAX
 }
 
 @test "chunking: 501 for a size glued to LAST (BDAT 1LAST): RFC 3030 wants SP before LAST" {
-	skip "known bug: BDAT 1LAST is taken as BDAT 1 LAST and the message delivered"
 	run smtp_pipe "${EMR}BDAT 1LAST\r\nxNOOP\r\nQUIT\r\n"
 	assert_line --index 16 --regexp '^501 5\.5\.4 '
 	assert_equal "$(ms_new_count)" 0

@@ -15,7 +15,7 @@ FUZZ_TIME	?= 60
 FUZZ_CHECK_TIME	?= 4
 # seconds one input may take before it counts as a failure
 FUZZ_TIMEOUT	?= 10
-FUZZ_TARGETS	= addr data conf alias getline
+FUZZ_TARGETS	= addr data conf alias getline bdat
 FUZZ_DIR	= build/fuzz
 FUZZ_CFLAGS	= -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS $(DEP_CFLAGS) -Isrc \
 		  $(WARN) -g -O1 -fno-omit-frame-pointer \
@@ -23,6 +23,7 @@ FUZZ_CFLAGS	= -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS $(DEP_CFLAGS) -Isrc \
 
 # What each target links from src/.
 FUZZ_SRC_addr	 = src/addr.c
+FUZZ_SRC_bdat	 = src/addr.c
 FUZZ_SRC_data	 = src/data.c
 FUZZ_SRC_conf	 = src/conf.c src/addr.c
 FUZZ_SRC_getline = src/io.c
