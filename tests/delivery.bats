@@ -326,7 +326,7 @@ received_lines() {
 		skip "cannot mount a tmpfs here"
 	MS_MOUNTED=$MS_DIR/small
 	MS_MAILDIR=$MS_DIR/small/Maildir
-	MS_OPTS=(-o "maildir=$MS_MAILDIR" -o "hostname=$MS_HOST" -o min_free_space=0)
+	MS_OPTS+=(-o "maildir=$MS_MAILDIR" -o min_free_space=0)
 	{ printf '%b' "${EMR}DATA\r\n"; body_of 1000000; printf '.\r\nNOOP\r\nQUIT\r\n'; } >"$MS_DIR/in"
 	run smtp_pipe_file "$MS_DIR/in"
 	assert_success

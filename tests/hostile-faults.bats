@@ -114,7 +114,7 @@ small_fs() {
 	MS_MOUNTED=$MS_DIR/small
 	MS_MAILDIR=$MS_DIR/small/Maildir
 	mkdir -p "$MS_MAILDIR/tmp" "$MS_MAILDIR/new" "$MS_MAILDIR/cur"
-	MS_OPTS=(-o "maildir=$MS_MAILDIR" -o "hostname=$MS_HOST" -o min_free_space=0)
+	MS_OPTS+=(-o "maildir=$MS_MAILDIR" -o min_free_space=0)
 }
 
 TXN='MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n'
@@ -166,7 +166,6 @@ TXN='MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n'
 
 @test "tmpfs: a full disk refuses MAIL with 452 4.3.1 below min_free_space; SIZE= counts" {
 	small_fs size=1m
-	MS_OPTS=(-o "maildir=$MS_MAILDIR" -o "hostname=$MS_HOST")
 	# free space is about 1 MB: 512k + SIZE=600000 is over it, SIZE=100000 is not
 	run smtp_pipe "EHLO c.example\r\nMAIL FROM:<a@x.example> SIZE=600000\r\nMAIL FROM:<a@x.example> SIZE=100000\r\nQUIT\r\n" \
 	    -o min_free_space=512k

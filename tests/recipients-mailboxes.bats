@@ -94,9 +94,9 @@ teardown() {
 	rc_for_nobody
 	rc_mailbox bob rotmp ronew
 	rc_chown_nobody "$RC_MB"
-	# Owned by root and 0755: nobody can enter them, not create in them.
-	chown root:root "$RC_MB/rotmp/tmp" "$RC_MB/ronew/new"
-	chmod 755 "$RC_MB/rotmp/tmp" "$RC_MB/ronew/new"
+	# Mode 0555: nobody can enter them, not create in them.  By mode, not
+	# ownership: the harness hands the whole tree to the account first.
+	chmod 555 "$RC_MB/rotmp/tmp" "$RC_MB/ronew/new"
 	MS_OPTS+=(-o user=nobody)
 	for who in rotmp ronew; do
 		run rc_rcpt "$who@example.org"

@@ -33,7 +33,7 @@ stored_messages() {
 		name=${base##*/}
 		n=$((n + 1))
 		[ -f "$base.ref" ] || { failed+=("$name (no .ref)"); continue; }
-		MS_TRANSCRIPT_DIR="$MS_DIR/$name" "$MS_LIB/transcript" "$base" >"$MS_DIR/$name.got" ||
+		MS_USER=$MS_USER MS_TRANSCRIPT_DIR="$MS_DIR/$name" "$MS_LIB/transcript" "$base" >"$MS_DIR/$name.got" ||
 			true
 		if ! cmp -s "$base.ref" "$MS_DIR/$name.got"; then
 			failed+=("$name")

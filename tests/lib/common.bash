@@ -87,6 +87,26 @@ ms_setup() {
 	MS_HOST=mx.test
 	mkdir -p "$MS_DIR"
 	MS_OPTS=(-o "maildir=$MS_MAILDIR" -o "hostname=$MS_HOST")
+	# Started as root, mailslot refuses to deliver without `user`: as root,
+	# the suite runs it as MS_USER, which owns the test directory.
+	MS_USER=
+	if [ "$(id -u)" = 0 ]; then
+		MS_USER=mailslot-test
+		id "$MS_USER" >/dev/null 2>&1 ||
+			useradd --system --no-create-home --shell /usr/sbin/nologin "$MS_USER" 2>/dev/null ||
+			id "$MS_USER" >/dev/null 2>&1 || fail "cannot create the account $MS_USER"
+		# In group tty, as write(1) is: terminal delivery writes to the
+		# test's ptys (tests/lib/recipients-pty.py gives them group tty).
+		if getent group tty >/dev/null && ! id -nG "$MS_USER" | grep -qw tty; then
+			usermod -aG tty "$MS_USER"
+		fi
+		local d=$BATS_TEST_TMPDIR
+		while [ "$d" != / ] && [ "$d" != /tmp ]; do
+			chmod o+x "$d"
+			d=$(dirname "$d")
+		done
+		MS_OPTS+=(-o "user=$MS_USER")
+	fi
 	MS_SA_PID=
 	MS_PORT=
 	MS_LISTEN_INETD=yes
@@ -109,6 +129,18 @@ ms_cmd() {
 		MS_CMD=($MAILSLOT_WRAPPER)
 	fi
 	MS_CMD+=("$MAILSLOT" "${MS_OPTS[@]}" "$@")
+	ms_own_tree "${MS_CMD[@]}"
+}
+
+# As root: hand the test directory to the account mailslot will run as
+# (the last user= on its command line), so it can write what the test made.
+ms_own_tree() {
+	local u=$MS_USER a
+	[ -n "$u" ] || return 0
+	for a in "$@"; do
+		case $a in user=*) u=${a#user=} ;; esac
+	done
+	chown -R "$u": "$MS_DIR" 2>/dev/null || true
 }
 
 # Raw replies in FILE -> CRLF turned into newlines, other line ends marked.

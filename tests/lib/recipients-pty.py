@@ -5,14 +5,16 @@
 
 Opens a pty, puts its slave side in raw mode (so the bytes mailslot writes
 arrive unchanged: no CR added before LF), sets the slave's mode to MODE
-(octal: 620 is "mesg y", 600 "mesg n"), writes the slave's name
-("/dev/pts/N") to NAMEFILE, then copies everything that arrives on the
-master side to OUTFILE until STOPFILE exists and nothing more arrives, or
-TIMEOUT seconds (default 20) pass.  The slave stays open the whole time,
-so a write to it never sees a hung-up terminal.  With PAUSE, it stops
-reading for PAUSE seconds after the first bytes arrive, as a terminal on
-a slow link (or one held with ^S) does: the pty's buffer fills up.
+(octal: 620 is "mesg y", 600 "mesg n") and, as root, its group to tty,
+writes the slave's name ("/dev/pts/N") to NAMEFILE, then copies
+everything that arrives on the master side to OUTFILE until STOPFILE
+exists and nothing more arrives, or TIMEOUT seconds (default 20) pass.
+The slave stays open the whole time, so a write to it never sees a
+hung-up terminal.  With PAUSE, it stops reading for PAUSE seconds after
+the first bytes arrive, as a terminal on a slow link (or one held with
+^S) does: the pty's buffer fills up.
 """
+import grp
 import os
 import select
 import sys
@@ -27,6 +29,14 @@ def main():
     master, slave = os.openpty()
     tty.setraw(slave)
     name = os.ttyname(slave)
+    # As a login's terminal is: group tty, so that an account in that group
+    # (as write(1) is) can write to it when the mode says "mesg y".  devpts
+    # mounted without gid= gives the pty the creator's group instead.
+    if os.geteuid() == 0:
+        try:
+            os.chown(name, -1, grp.getgrnam('tty').gr_gid)
+        except KeyError:
+            pass
     os.chmod(name, int(mode, 8))
     with open(namefile + '.tmp', 'w') as f:
         f.write(name + '\n')
