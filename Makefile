@@ -151,15 +151,17 @@ lint-man:
 
 # The demo: mailslot on 127.0.0.1:$(RUN_PORT) under systemd-socket-activate,
 # delivering into $(RUN_DIR)/Maildir.  Installs what it needs first.
+# Started as root, it runs mailslot as $(RUN_USER), which gets $(RUN_DIR).
 RUN_PORT = 2525
 RUN_DIR	= $(CURDIR)/demo
+RUN_USER = mailslot
 RUN_DEPS = systemd swaks curl python3
 
 run:
 	@$(MAKE) -s deps TEST_DEPS='$(RUN_DEPS)'
 	@$(MAKE) -s all
 	@sh contrib/demo.sh '$(CURDIR)/$(PROG)' '$(CURDIR)/etc/mailslot.conf' \
-	    '$(RUN_PORT)' '$(RUN_DIR)'
+	    '$(RUN_PORT)' '$(RUN_DIR)' '$(RUN_USER)'
 
 .PHONY: install uninstall lint-man run
 
