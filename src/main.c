@@ -131,8 +131,14 @@ drop_privileges(const struct config *c)
 {
 	struct passwd *pw;
 
-	if (geteuid() != 0 || c->user[0] == '\0')
+	if (geteuid() != 0)
 		return 0;
+	/* As OpenSMTPD's maildir agent: mail is never written as root. */
+	if (c->user[0] == '\0') {
+		log_msg(LOG_ERR, "event=config problem=\"started as root without user: "
+		    "refusing to deliver as root\"");
+		return -1;
+	}
 	if ((pw = getpwnam(c->user)) == NULL) {
 		log_msg(LOG_ERR, "event=config problem=\"user: no account %s\"", c->user);
 		return -1;

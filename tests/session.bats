@@ -62,7 +62,7 @@ EMR='EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\n'
 
 @test "greeting: 421 when the Maildir cannot be opened" {
 	: >"$MS_DIR/plainfile"
-	MS_OPTS=(-o "maildir=$MS_DIR/plainfile/Maildir" -o "hostname=$MS_HOST")
+	MS_OPTS+=(-o "maildir=$MS_DIR/plainfile/Maildir")
 	run smtp_pipe 'EHLO c.example\r\nQUIT\r\n'
 	assert_equal "$status" 111
 	assert_output --regexp '^421 4\.[0-9]+\.[0-9]+ mx\.test Service not available, closing transmission channel$'
@@ -73,6 +73,30 @@ EMR='EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\n'
 	assert_success
 	run stat -c %a "$MS_MAILDIR" "$MS_MAILDIR/tmp" "$MS_MAILDIR/new" "$MS_MAILDIR/cur"
 	assert_output "$(printf '700\n700\n700\n700')"
+}
+
+@test "greeting: started as root without user, 421 4.3.5 and nothing stored; with user, new/ is the account's" {
+	[ "$(id -u)" = 0 ] || skip "needs root"
+	# MS_OPTS without the user= that ms_setup adds as root.
+	MS_OPTS=(-o "maildir=$MS_MAILDIR" -o "hostname=$MS_HOST")
+	local msg="${EMR}DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	run smtp_pipe "$msg"
+	assert_equal "$status" 100
+	# One reply, before any input is read: nothing after the greeting.
+	assert_output '421 4.3.5 mx.test Service not available, closing transmission channel'
+	run grep -cF 'event=config problem="started as root without user: refusing to deliver as root"' \
+	    "$MS_DIR/log"
+	assert_output 1
+	[ ! -e "$MS_MAILDIR" ] || fail "the Maildir was made: $(find "$MS_MAILDIR")"
+	# -t is not a delivery: it still checks the configuration as root.
+	run "$MAILSLOT" -t "${MS_OPTS[@]}"
+	assert_success
+	MS_OPTS+=(-o user=mailslot-test)
+	run smtp_pipe "$msg"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	run stat -c '%U %a' "$(ms_new_file)"
+	assert_output 'mailslot-test 600'
 }
 
 # ---- HELO / EHLO ------------------------------------------------------------
