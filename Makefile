@@ -217,6 +217,9 @@ asan: build/asan/mailslot
 
 check-asan: asan
 	rm -rf build/asan/reports && mkdir -p build/asan/reports
+	@# Sessions run as the suite's account when it runs as root: it must
+	@# be able to write its reports.
+	chmod 1777 build/asan/reports
 	$(ASAN_VARS) MAILSLOT=$(CURDIR)/build/asan/mailslot MAILSLOT_WRAPPER='env $(ASAN_VARS)' \
 	    bats --print-output-on-failure tests
 	@if [ -n "$$(ls build/asan/reports)" ]; then cat build/asan/reports/*; exit 1; fi
