@@ -1,4 +1,4 @@
-# tests/lib/hostile.bash: helpers for tests/hostile-*.bats, on top of
+# tests/lib/hostile.bash: functions for tests/hostile-*.bats, on top of
 # lib/common (load both: `load 'lib/common'`, then `load 'lib/hostile'`).
 #
 #   hs_escape_file FILE STR    write STR, decoded as printf %b does, to FILE
