@@ -79,7 +79,8 @@ faults() {
 	    <"$MS_DIR/in" >"$MS_DIR/out" 2>/dev/null
 	run grep -c '250 2.0.0 queued' "$MS_DIR/out"
 	assert_output 1
-	run grep -cE '^[0-9]+ +mkdir' "$MS_DIR/trace"
+	# (a sanitizer's runtime makes its report directory: only mailslot's count)
+	run sh -c 'grep -E "^[0-9]+ +mkdir" "$1" | grep -E "mkdirat\\(|$2" | wc -l' sh "$MS_DIR/trace" "$MS_DIR"
 	assert_output 0
 }
 
