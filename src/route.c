@@ -38,6 +38,7 @@ struct alias {
 	char		**remote;	/* after expansion: remote addresses */
 	size_t		  nremote;
 	int		  mark;		/* expansion: 0 new, 1 on the path, 2 done */
+	int		  height;	/* the longest chain of aliases below it */
 };
 
 struct router {
@@ -223,19 +224,31 @@ alias_entry(struct aliases *al, char *text, unsigned line, const char *path, FIL
 	return 0;
 }
 
-/* Flatten one alias into mailboxes and remote addresses, finding loops. */
+/* Append what `from` expands to onto `to`, without repeats. */
 static int
-expand(struct aliases *al, struct alias *a, struct alias *top, int depth,
+merge(char ***v, size_t *n, char *const *from, size_t nfrom)
+{
+	for (size_t i = 0; i < nfrom; i++)
+		if (!has(*v, *n, from[i]) && push(v, n, from[i]) == -1)
+			return -1;
+	return 0;
+}
+
+/*
+ * Flatten one alias into mailboxes and remote addresses, finding loops.
+ * Each alias is expanded once and its result reused wherever it is a
+ * member again, so shared members cost no more than unshared ones; its
+ * height (the deepest chain below it) bounds the nesting.
+ */
+static int
+expand(struct aliases *al, struct alias *a, const struct alias *top,
     const char *const *doms, const char *path, FILE *err)
 {
+	if (a->mark == 2)
+		return 0;
 	if (a->mark == 1) {
 		fprintf(err, "mailslot: %s:%u: alias loop through \"%s\"\n",
 		    path, top->line, a->name);
-		return 1;
-	}
-	if (depth > ALIAS_MAX_DEPTH) {
-		fprintf(err, "mailslot: %s:%u: aliases nested deeper than %d\n",
-		    path, top->line, ALIAS_MAX_DEPTH);
 		return 1;
 	}
 	a->mark = 1;
@@ -247,26 +260,35 @@ expand(struct aliases *al, struct alias *a, struct alias *top, int depth,
 		if (k == -1) {
 			fprintf(err, "mailslot: %s:%u: \"%s\" is not an address\n",
 			    path, a->line, a->members[i]);
-			a->mark = 0;
 			return 1;
 		}
 		if (k == 1) {
-			if (!has(top->remote, top->nremote, a->members[i]) &&
-			    push(&top->remote, &top->nremote, a->members[i]) == -1)
+			if (merge(&a->remote, &a->nremote, &a->members[i], 1) == -1)
 				return 1;
 			continue;
 		}
 		/* A name that is its own alias's target is the mailbox (as sendmail has it). */
 		if ((b = alias_find(al, local)) != NULL && b != a) {
-			if (expand(al, b, top, depth + 1, doms, path, err) != 0) {
-				a->mark = 0;
+			if (expand(al, b, top, doms, path, err) != 0)
+				return 1;
+			if (b->height + 1 > a->height)
+				a->height = b->height + 1;
+			if (a->height > ALIAS_MAX_DEPTH) {
+				fprintf(err, "mailslot: %s:%u: aliases nested deeper than %d\n",
+				    path, top->line, ALIAS_MAX_DEPTH);
 				return 1;
 			}
-		} else if (!has(top->local, top->nlocal, local) &&
-		    push(&top->local, &top->nlocal, local) == -1)
-			return 1;
+			if (merge(&a->local, &a->nlocal, b->local, b->nlocal) == -1 ||
+			    merge(&a->remote, &a->nremote, b->remote, b->nremote) == -1)
+				return 1;
+		} else {
+			char *l = local;
+
+			if (merge(&a->local, &a->nlocal, &l, 1) == -1)
+				return 1;
+		}
 	}
-	a->mark = 0;
+	a->mark = 2;
 	return 0;
 }
 
@@ -354,7 +376,7 @@ aliases_load(struct aliases *al, const char *path, const char *const *doms, FILE
 			problems++;
 		}
 	for (size_t i = 0; i < al->n && problems == 0; i++)
-		problems += expand(al, &al->v[i], &al->v[i], 0, doms, path, err);
+		problems += expand(al, &al->v[i], &al->v[i], doms, path, err);
 	return problems;
 }
 
