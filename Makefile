@@ -185,7 +185,10 @@ bench-profile: $(PROG) $(BENCH_PROGS)
 
 .PHONY: bench bench-profile
 
-# Sanitizers and valgrind, both part of check (see SECURITY.md).
+# Sanitizers and valgrind, both part of check (see SECURITY.md); the
+# fuzz targets (tests/fuzz/fuzz.mk) need clang and its runtime too.
+TEST_DEPS += clang-14 libclang-rt-14-dev valgrind strace
+
 # check-asan: the whole suite against build/asan/mailslot (ASan + UBSan);
 # the runtime writes any report under build/asan/reports/, which must stay
 # empty (the options travel in the environment and, since launchers such
