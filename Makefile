@@ -201,7 +201,7 @@ ASAN_OBJS = $(SRCS:src/%.c=build/asan/%.o)
 ASAN_VARS = ASAN_OPTIONS=log_path=$(CURDIR)/build/asan/reports/asan:detect_leaks=1:fast_unwind_on_malloc=0 \
 	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lib/hostile-lsan.supp:print_suppressions=0 \
 	    UBSAN_OPTIONS=log_path=$(CURDIR)/build/asan/reports/ubsan:print_stacktrace=1
-VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full \
+VALGRIND = valgrind -q --vgdb=no --error-exitcode=1 --leak-check=full \
 	   --errors-for-leak-kinds=definite --suppressions=$(CURDIR)/tests/lib/hostile-valgrind.supp \
 	   --log-file=$(CURDIR)/build/valgrind/vg.%p
 # The protocol tests that valgrind's slowness allows (about 10x): golden
