@@ -173,7 +173,7 @@ main(int argc, char *argv[], char *envp[])
 {
 	static struct config conf;	/* static: it lives as long as the process */
 	struct maildir md;
-	struct router *router = NULL;
+	static struct router *router;	/* static too: reachable until exit */
 	struct peer peer;
 	const char *file = NULL;
 	char *problems_text = NULL;
@@ -207,14 +207,20 @@ main(int argc, char *argv[], char *envp[])
 			break;
 		case 'V':
 			printf("mailslot %s\n", VERSION);
+			fclose(problems);
+			free(problems_text);
 			return 0;
 		default:
 			fputs(usage, stderr);
+			fclose(problems);
+			free(problems_text);
 			return EXIT_PERM;
 		}
 	}
 	if (optind != argc) {
 		fputs(usage, stderr);
+		fclose(problems);
+		free(problems_text);
 		return EXIT_PERM;
 	}
 	nproblems += conf_load_file(&conf, file ? file : CONF_DEFAULT_FILE,
