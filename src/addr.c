@@ -102,7 +102,8 @@ literal_ok(const char *s, size_t n)
 	char buf[INET6_ADDRSTRLEN + 8];
 	unsigned char bin[sizeof(struct in6_addr)];
 
-	if (n < 3 || s[0] != '[' || s[n - 1] != ']' || n - 2 >= sizeof(buf))
+	if (n < 3 || s[0] != '[' || s[n - 1] != ']' || n - 2 >= sizeof(buf) ||
+	    memchr(s, '\0', n) != NULL)
 		return false;
 	memcpy(buf, s + 1, n - 2);
 	buf[n - 2] = '\0';

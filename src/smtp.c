@@ -479,6 +479,7 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 	struct mail_params mp = { 0 };
 	const char *rest, *path = after_keyword(arg, "FROM:");
 	enum addr_status st;
+	bool malformed;
 
 	if (s->conf->tls_required && !s->tls) {
 		reply(s, RP_TLS_REQUIRED, NULL);
@@ -490,6 +491,7 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 	}
 	/* Parameters come after the path, so read it once permissively first. */
 	st = addr_parse(path, ADDR_UTF8, &from, &rest);
+	malformed = st == ADDR_NONASCII;	/* not UTF-8 even where UTF-8 is allowed */
 	if (st == ADDR_OK && *rest != '\0' && *rest != ' ')
 		st = ADDR_SYNTAX;
 	if (st == ADDR_SYNTAX) {
@@ -510,7 +512,8 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 			st = addr_parse(path, 0, &from, &rest);
 	}
 	if (st == ADDR_NONASCII) {
-		reply(s, RP_NON_ASCII, "non-ASCII address without SMTPUTF8");
+		reply(s, RP_NON_ASCII, "%s", malformed || mp.smtputf8 ?
+		    "malformed UTF-8 in address" : "non-ASCII address without SMTPUTF8");
 		return;
 	}
 	if (st != ADDR_OK || (from.bare && !from.null)) {
