@@ -15,6 +15,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/unprivileged.sh"
 top=$(dirname "$here")
 MAILSLOT=${MAILSLOT:-$top/src/mailslot}
 FLOOR=$here/floor
