@@ -54,6 +54,34 @@ static const char help[] =
     "accept_mail, line_endings, tls_certificate, tls_key, tls_protocols,\n"
     "tls_ciphers, tls_required.  See mailslot(8) and mailslot.conf(5).\n";
 
+/*
+ * The process title is written over the argv and environment strings, so
+ * the environment must move first.  libbsd's setproctitle_init() moves it
+ * itself, with one setenv() per variable (a search and a malloc each),
+ * unless environ no longer points at the area: copy it here into one block,
+ * pointers and strings together.  Without memory, libbsd's way remains.
+ */
+static void
+env_move(char *envp[])
+{
+	size_t n = 0, size = 0;
+	char **copy, *p;
+
+	for (; envp[n] != NULL; n++)
+		size += strlen(envp[n]) + 1;
+	if ((copy = malloc((n + 1) * sizeof *copy + size)) == NULL)
+		return;
+	p = (char *)(copy + n + 1);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(envp[i]) + 1;
+
+		copy[i] = memcpy(p, envp[i], len);
+		p += len;
+	}
+	copy[n] = NULL;
+	environ = copy;
+}
+
 static void
 on_term(int sig)
 {
@@ -184,6 +212,7 @@ main(int argc, char *argv[], char *envp[])
 	enum line_endings le;
 	static struct io io;
 
+	env_move(envp);
 	setproctitle_init(argc, argv, envp);
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0) {

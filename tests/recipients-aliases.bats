@@ -244,6 +244,25 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 }
 
+@test "forward_command gets the environment mailslot was started with, intact after the process title is set" {
+	# The process title is written over the original environment strings:
+	# the environment must have moved out of the way first.
+	cat >"$MS_DIR/fwd" <<-'EOF'
+	#!/bin/sh
+	cat >/dev/null
+	printenv MS_ENV_MARK >"$(dirname "$0")/fwd.env"
+	EOF
+	chmod 755 "$MS_DIR/fwd"
+	aliases 'ext: someone@remote.example'
+	MS_OPTS+=(-o "forward_command=$MS_DIR/fwd")
+	mark="mark-$(printf '%0200d' 7)-end"
+	MS_ENV_MARK=$mark run smtp_pipe "${RC_EHLO_MAIL}RCPT TO:<ext@example.org>\r\nDATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	run cat "$MS_DIR/fwd.env"
+	assert_output "$mark"
+}
+
 @test "forwards: 400 KB through forward_command byte for byte; its stdout and stderr go nowhere" {
 	rc_skip_peer_bug_asan
 	rc_fwd_script
