@@ -87,6 +87,17 @@ copy_for(struct delivery *d, const char *path, const char *root)
 	return nc;
 }
 
+/* Append s at *at in buf, or only count it when buf is NULL. */
+static void
+cat(char *buf, size_t *at, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (buf != NULL)
+		memcpy(buf + *at, s, n);
+	*at += n;
+}
+
 /*
  * Return-Path, Delivered-To (one per recipient of this copy), Received:
  * in that order (RFC 5321 4.4, as qmail and Postfix write them).  Every
@@ -98,24 +109,50 @@ headers(const struct delivery *d, bool return_path, const char *const *rcpts,
     size_t n, size_t *len)
 {
 	char *h = NULL;
-	FILE *f;
 
-	if ((f = open_memstream(&h, len)) == NULL)
-		return NULL;
-	if (return_path)
-		fprintf(f, "Return-Path: <%s>\n", d->tr.sender);
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "Delivered-To: %s\n", rcpts[i]);
-	fprintf(f, "Received: from %s (%s)\n\tby %s (mailslot) with %s id %s",
-	    d->tr.helo, d->tr.peer, d->conf->hostname, d->tr.protocol, d->id);
-	if (d->tr.tls != NULL)
-		fprintf(f, "\n\t(using %s)", d->tr.tls);
-	if (n == 1)
-		fprintf(f, "\n\tfor <%s>", rcpts[0]);
-	fprintf(f, "; %s\n", d->date);
-	if (fclose(f) != 0) {
-		free(h);
-		return NULL;
+	/* Two passes: the first counts, the second copies into h. */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t at = 0;
+
+		if (return_path) {
+			cat(h, &at, "Return-Path: <");
+			cat(h, &at, d->tr.sender);
+			cat(h, &at, ">\n");
+		}
+		for (size_t i = 0; i < n; i++) {
+			cat(h, &at, "Delivered-To: ");
+			cat(h, &at, rcpts[i]);
+			cat(h, &at, "\n");
+		}
+		cat(h, &at, "Received: from ");
+		cat(h, &at, d->tr.helo);
+		cat(h, &at, " (");
+		cat(h, &at, d->tr.peer);
+		cat(h, &at, ")\n\tby ");
+		cat(h, &at, d->conf->hostname);
+		cat(h, &at, " (mailslot) with ");
+		cat(h, &at, d->tr.protocol);
+		cat(h, &at, " id ");
+		cat(h, &at, d->id);
+		if (d->tr.tls != NULL) {
+			cat(h, &at, "\n\t(using ");
+			cat(h, &at, d->tr.tls);
+			cat(h, &at, ")");
+		}
+		if (n == 1) {
+			cat(h, &at, "\n\tfor <");
+			cat(h, &at, rcpts[0]);
+			cat(h, &at, ">");
+		}
+		cat(h, &at, "; ");
+		cat(h, &at, d->date);
+		cat(h, &at, "\n");
+		if (pass == 0 && (h = malloc(at + 1)) == NULL)
+			return NULL;
+		if (pass == 1) {
+			h[at] = '\0';
+			*len = at;
+		}
 	}
 	return h;
 }

@@ -69,12 +69,20 @@ log_open(void)
 void
 log_msg(int prio, const char *fmt, ...)
 {
-	char line[2048];
+	char buf[64 + 2048], *line = buf;
+	int saved = errno, pre = 0;
 	va_list ap;
-	int saved = errno;
 
+	/* For stderr the prefix goes first, so that one write() takes the line. */
+	if (target == LOG_TO_STDERR) {
+		pre = snprintf(buf, 64, "mailslot[%ld]: session=%s ", (long)getpid(),
+		    session);
+		if (pre < 0 || pre >= 64)
+			pre = 0;
+		line = buf + pre;
+	}
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(line, 2048, fmt, ap);
 	va_end(ap);
 
 	switch (target) {
@@ -87,10 +95,13 @@ log_msg(int prio, const char *fmt, ...)
 	case LOG_TO_SYSLOG:
 		syslog(prio, "session=%s %s", session, line);
 		break;
-	case LOG_TO_STDERR:
-		dprintf(2, "mailslot[%ld]: session=%s %s\n", (long)getpid(),
-		    session, line);
+	case LOG_TO_STDERR: {
+		size_t n = (size_t)pre + strlen(line);
+
+		buf[n++] = '\n';	/* where the NUL was: the line fits */
+		(void)!write(2, buf, n);
 		break;
+	}
 	}
 	errno = saved;
 }
