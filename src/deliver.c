@@ -18,6 +18,7 @@
 #include <vis.h>
 
 #include "deliver.h"
+#include "fsync.h"
 #include "log.h"
 
 #define TERMINAL_MAX	(64 * 1024)	/* a terminal is not a mailbox */
@@ -274,8 +275,8 @@ delivery_abort(struct delivery *d)
 
 		if (cp->published)
 			msg_unpublish(&cp->m, cp->name);
-		if (cp->open)
-			msg_abort(&cp->m);
+		if (cp->open || cp->published)
+			msg_abort(&cp->m);	/* the tmp/ name, if still there */
 	}
 	if (d->spooled)
 		msg_abort(&d->spool);
@@ -532,6 +533,34 @@ errno_result(int e)
 	return e == ENOSPC ? DR_NO_SPACE : e == EDQUOT ? DR_QUOTA : DR_LOCAL_ERROR;
 }
 
+/*
+ * fsync every copy's file (or the spool's, when there is no copy), or with
+ * `dirs` every copy's new/, all at once.  0 or the first errno.
+ */
+static int
+sync_copies(struct delivery *d, bool dirs)
+{
+	size_t n = d->ncopies > 0 ? d->ncopies : 1;
+	int *fds, *errs, first = 0;
+
+	if ((fds = reallocarray(NULL, n, 2 * sizeof(int))) == NULL)
+		return ENOMEM;
+	errs = fds + n;
+	for (size_t i = 0; i < n; i++) {
+		struct msg *m = d->ncopies > 0 ? &d->copies[i].m : d->primary;
+
+		if (!dirs && (first = msg_flush(m)) != 0)
+			goto out;
+		fds[i] = dirs ? m->md->new : m->fd;
+	}
+	fsync_all(fds, errs, n);
+	for (size_t i = 0; i < n && first == 0; i++)
+		first = errs[i];
+out:
+	free(fds);
+	return first;
+}
+
 enum dresult
 delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 {
@@ -541,8 +570,8 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 	enum dresult r = DR_OK;
 	int body_fd = -1;
 
-	*err = 0;
-	if ((*err = msg_sync(p)) != 0) {
+	/* The further copies take the body from the first one's file. */
+	if ((*err = msg_flush(p)) != 0) {
 		r = errno_result(*err);
 		goto fail;
 	}
@@ -557,11 +586,15 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 		}
 		cp->open = true;
 		trace(d, &cp->m, cp->rcpts, cp->nrcpts);
-		if ((*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines)) != 0 ||
-		    (*err = msg_sync(&cp->m)) != 0) {
+		if ((*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines)) != 0) {
 			r = errno_result(*err);
 			goto fail;
 		}
+	}
+	/* Every copy is written before any is fsynced, and they sync together. */
+	if ((*err = sync_copies(d, false)) != 0) {
+		r = errno_result(*err);
+		goto fail;
 	}
 	/* A message that would take a mailbox over its quota is refused whole. */
 	for (size_t i = 0; i < d->ncopies; i++) {
@@ -587,16 +620,23 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 		struct copy *cp = &d->copies[i];
 
 		cp->open = false;
-		if ((*err = msg_publish(&cp->m, cp->name, sizeof(cp->name))) != 0) {
-			r = errno_result(*err);
-			if (body_fd != -1)
-				close(body_fd);
-			goto fail;
-		}
+		if ((*err = msg_link(&cp->m, cp->name, sizeof(cp->name))) != 0)
+			break;
 		cp->published = true;
 	}
-	for (size_t i = 0; i < d->ncopies; i++)
+	/* Not durable until new/ is: on failure every link is taken back. */
+	if (*err == 0 && d->ncopies > 0)
+		*err = sync_copies(d, true);
+	if (*err != 0) {
+		r = errno_result(*err);
+		if (body_fd != -1)
+			close(body_fd);
+		goto fail;
+	}
+	for (size_t i = 0; i < d->ncopies; i++) {
+		msg_done(&d->copies[i].m);
 		quota_charge(d->copies[i].root, d->copies[i].m.octets);
+	}
 	if (body_fd != -1) {
 		terminals(d, body_fd);
 		close(body_fd);

@@ -232,6 +232,13 @@ msg_abort(struct msg *m)
 }
 
 int
+msg_flush(struct msg *m)
+{
+	flush(m);
+	return m->err;
+}
+
+int
 msg_sync(struct msg *m)
 {
 	flush(m);
@@ -241,7 +248,7 @@ msg_sync(struct msg *m)
 }
 
 int
-msg_publish(struct msg *m, char *name, size_t namesize)
+msg_link(struct msg *m, char *name, size_t namesize)
 {
 	int fd = m->fd;
 
@@ -259,18 +266,33 @@ msg_publish(struct msg *m, char *name, size_t namesize)
 		m->err = errno;
 		goto fail;
 	}
-	if (fsync(m->md->new) == -1) {
-		/* Not durable, so not delivered: take it back before saying 451. */
-		m->err = errno;
-		unlinkat(m->md->new, name, 0);
-		goto fail;
-	}
-	unlinkat(m->md->tmp, m->tmpname, 0);
-	m->tmpname[0] = '\0';
 	return 0;
 fail:
 	msg_abort(m);
 	return m->err;
+}
+
+void
+msg_done(struct msg *m)
+{
+	unlinkat(m->md->tmp, m->tmpname, 0);
+	m->tmpname[0] = '\0';
+}
+
+int
+msg_publish(struct msg *m, char *name, size_t namesize)
+{
+	if (msg_link(m, name, namesize) != 0)
+		return m->err;
+	if (fsync(m->md->new) == -1) {
+		/* Not durable, so not delivered: take it back before saying 451. */
+		m->err = errno;
+		unlinkat(m->md->new, name, 0);
+		msg_abort(m);
+		return m->err;
+	}
+	msg_done(m);
+	return 0;
 }
 
 int

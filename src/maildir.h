@@ -64,13 +64,19 @@ void msg_discard(struct msg *);
 int msg_commit(struct msg *, char *name, size_t namesize);
 
 /*
- * The same in two steps, for several copies that must all be durable
- * before any is visible: msg_sync writes and fsyncs (the file stays open
- * and readable), msg_publish closes, links into new/ and fsyncs new/.
- * msg_unpublish takes a published copy back out of new/.
+ * The same in steps, for several copies that must all be durable before
+ * any is visible.  msg_sync writes and fsyncs (the file stays open and
+ * readable); msg_publish closes, links into new/ and fsyncs new/.  For
+ * many at once: msg_flush each, fsync_all (fsync.h) their files, msg_link each
+ * (visible, not yet durable; on error the message is aborted), fsync_all
+ * their new/ directories, then msg_done each (drops the tmp/ name).
+ * msg_unpublish takes a linked copy back out of new/.
  */
+int msg_flush(struct msg *);
 int msg_sync(struct msg *);
 int msg_publish(struct msg *, char *name, size_t namesize);
+int msg_link(struct msg *, char *name, size_t namesize);
+void msg_done(struct msg *);
 void msg_unpublish(struct msg *, const char *name);
 
 /* Append `len` octets of `src`'s file from `off` on (the body, for another copy). */

@@ -320,5 +320,18 @@ main(int argc, char *argv[], char *envp[])
 		close(md.tmp);
 		close(md.new);
 	}
-	return smtp_run(&conf, router, &io, &peer, le);
+	{
+		int rc = smtp_run(&conf, router, &io, &peer, le);
+
+		/*
+		 * The client sees the end now, not when the process has gone:
+		 * exit can wait, for the kernel to tear down what fsync_all()
+		 * set up (src/fsync.c).
+		 */
+		tls_finish();
+		close(rfd);
+		if (wfd != rfd)
+			close(wfd);
+		return rc;
+	}
 }

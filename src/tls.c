@@ -411,7 +411,7 @@ tls_prepare(const struct config *c, char *why, size_t n)
  * did the handshake only, and for CLOSE_WAIT_MS at most: a client that has
  * gone or stopped reading does not delay the exit.
  */
-static void
+void
 tls_finish(void)
 {
 	struct tls_server *ts = &server;

@@ -40,6 +40,9 @@ const char *tls_describe(const struct io *);
 /* For -t: the pair loads; warns when the certificate expires within 14 days. */
 int tls_check(const struct config *, FILE *out);
 
+/* End TLS on the connection (close_notify), if it was started; also at exit. */
+void tls_finish(void);
+
 #else
 
 static inline bool tls_offered(const struct config *c) { (void)c; return false; }
@@ -58,6 +61,7 @@ tls_start(struct tls_server *t, struct io *io, int timeout, char *why, size_t n)
 	return -1;
 }
 static inline const char *tls_describe(const struct io *io) { (void)io; return NULL; }
+static inline void tls_finish(void) { }
 static inline int
 tls_check(const struct config *c, FILE *out)
 {

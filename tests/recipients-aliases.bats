@@ -456,6 +456,32 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 }
 
+@test "several Maildirs: the copies are fsynced together, and one by one when AIO fails" {
+	rc_skip_under_wrapper
+	command -v strace >/dev/null || skip "no strace"
+	local rcpts='bob@example.org carol@example.org dave@example.org' w0=$MAILSLOT_WRAPPER
+	# Three files in one submission, then the three new/ directories in another.
+	MAILSLOT_WRAPPER="strace -f -qq -o $MS_DIR/st -e trace=fsync,io_submit $w0"
+	run rc_send "$rcpts"
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(grep -c '^[0-9]* *io_submit(.*) = 3$' "$MS_DIR/st")" 2
+	assert_equal "$(grep -c 'fsync(' "$MS_DIR/st")" 0
+	for b in bob carol dave; do
+		assert_equal "$(ls "$RC_MB/$b/new" | wc -l)" 1
+	done
+	# AIO refused or broken at each of its steps: the same copies, fsync by fsync.
+	for fault in io_setup:error=EPERM io_submit:error=EAGAIN io_getevents:error=EINVAL; do
+		MAILSLOT_WRAPPER="strace -f -qq -o $MS_DIR/st -e trace=fsync,${fault%%:*} -e inject=$fault $w0"
+		run rc_send "$rcpts"
+		assert_line --regexp '^250 2\.0\.0 queued as '
+		[ "$(grep -c '^[0-9]* *fsync(' "$MS_DIR/st")" -eq 6 ] ||
+			fail "$fault: $(grep -c 'fsync(' "$MS_DIR/st") fsyncs, not 6"
+	done
+	MAILSLOT_WRAPPER=$w0
+	assert_equal "$(rc_all_new | wc -l)" 12
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+}
+
 @test "all or nothing: fsync of the second copy or its link fails (strace --inject)" {
 	rc_skip_under_wrapper
 	command -v strace >/dev/null || skip "no strace"
@@ -464,10 +490,18 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	local rcpts='bob@example.org carol@example.org dave@example.org'
 	# strace goes first, around any wrapper the suite runs with.
 	local w0=$MAILSLOT_WRAPPER
-	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=2 $w0"
+	# Without AIO (refused, as seccomp may), the copies are synced one by one.
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync,io_setup -e inject=io_setup:error=ENOSYS -e inject=fsync:error=EIO:when=2 $w0"
 	run rc_send "$rcpts"
 	assert_line --regexp '^451 4\.3\.0 '
 	refute_line --regexp '^250 2\.0\.0 '
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+
+	# The same for new/: the fsync of the second directory fails.
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync,io_setup -e inject=io_setup:error=ENOSYS -e inject=fsync:error=EIO:when=5 $w0"
+	run rc_send "$rcpts"
+	assert_line --regexp '^451 4\.3\.0 '
 	assert_equal "$(rc_all_new | wc -l)" 0
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 
