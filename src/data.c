@@ -164,7 +164,16 @@ decoder_run(struct decoder *d, const char *in, size_t n, size_t *used,
 
 				lf = memchr(p, '\n', max);
 				k = lf != NULL ? (size_t)(lf - p) : max;
-				if ((cr = memchr(p, '\r', k)) != NULL)
+				cr = memchr(p, '\r', k);
+				if (cr != NULL && cr + 1 == lf) {
+					/* The most common case: a whole line and its CRLF. */
+					emit(d, out, &o, p, k - 1);
+					emit_lf(d, out, &o);
+					i += k + 1;
+					d->st = d->mode == DM_CHUNK ? D_TEXT : D_BOL;
+					break;
+				}
+				if (cr != NULL)
 					k = (size_t)(cr - p);
 				emit(d, out, &o, p, k);
 				i += k;
