@@ -15,6 +15,8 @@
 
 #define MSG_BUFSIZE	(64 * 1024)
 #define MSG_NAMESIZE	256
+/* A large message's writeback starts every so many octets (maildir.c). */
+#define MSG_WRITEBEHIND	(8 * 1024 * 1024)
 
 struct maildir {
 	int	root, tmp, new;		/* directory fds */
@@ -30,6 +32,7 @@ struct msg {
 	uint64_t	 mark, mark_lines; /* the octets and lines of the trace headers */
 	char		*buf;		/* the write buffer, cap octets */
 	size_t		 len, cap;
+	uint64_t	 flushed, started; /* octets written; their writeback started */
 	char		 base[64];	/* "<sec>.M<usec>P<pid>Q<n>": the queue id */
 	char		 tmpname[MSG_NAMESIZE];
 };
