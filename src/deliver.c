@@ -88,6 +88,39 @@ copy_for(struct delivery *d, const char *path, const char *root)
 	return nc;
 }
 
+/*
+ * "Tue, 01 Dec 2026 08:00:00 +0000": RFC 5322 3.3, in UTC.  By hand, from
+ * the days since the epoch (the civil calendar from days, as Howard
+ * Hinnant gives it): gmtime_r() and strftime() would first read
+ * /etc/localtime (tzset), for a time zone that is not used.
+ */
+static void
+rfc5322_date(char *buf, size_t size, time_t t)
+{
+	static const char wday[7][4] = { "Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed" };
+	static const char mon[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	long long days = t / 86400, secs = t % 86400, era, z, doe, yoe, doy, mp, y;
+	unsigned day, month;
+
+	if (secs < 0) {
+		secs += 86400;
+		days--;
+	}
+	z = days + 719468;			/* days since 0000-03-01 */
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;			/* [0, 146096] */
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;		/* March is 0 */
+	day = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	month = (unsigned)(mp < 10 ? mp + 2 : mp - 10);	/* January is 0 */
+	y = yoe + era * 400 + (month < 2);
+	snprintf(buf, size, "%s, %02u %s %04lld %02lld:%02lld:%02lld +0000",
+	    wday[((days % 7) + 7) % 7], day, mon[month], y, secs / 3600,
+	    secs / 60 % 60, secs % 60);
+}
+
 /* Append s at *at in buf, or only count it when buf is NULL. */
 static void
 cat(char *buf, size_t *at, const char *s)
@@ -204,13 +237,7 @@ delivery_begin(const struct config *c, const struct trace *tr,
 		return NULL;
 	d->conf = c;
 	d->tr = *tr;
-	{
-		time_t now = time(NULL);
-		struct tm tm;
-
-		gmtime_r(&now, &tm);
-		strftime(d->date, sizeof(d->date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	}
+	rfc5322_date(d->date, sizeof(d->date), time(NULL));
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < r[i].rt.n; j++) {
 			const struct target *t = &r[i].rt.t[j];

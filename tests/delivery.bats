@@ -56,6 +56,21 @@ TRACE_PIPE='Return-Path: <a@b.example>\nDelivered-To: bob@example.org\nReceived:
 	assert_output 600
 }
 
+@test "250: Received ends with the date and time of delivery in UTC (RFC 5322)" {
+	local before after stamp
+	before=$(date -u +%s)
+	run smtp_pipe "${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	after=$(date -u +%s)
+	assert_success
+	stamp=$(sed -n 's/^\tfor <bob@example.org>; //p' "$(ms_new_file)")
+	[[ $stamp =~ ^(Mon|Tue|Wed|Thu|Fri|Sat|Sun),\ [0-3][0-9]\ [A-Z][a-z]{2}\ [0-9]{4}\ [0-2][0-9]:[0-5][0-9]:[0-5][0-9]\ \+0000$ ]] ||
+		fail "not an RFC 5322 date in UTC: '$stamp'"
+	# The weekday too: date(1) reads the same stamp back to the same text.
+	assert_equal "$(date -u -d "$stamp" '+%a, %d %b %Y %H:%M:%S +0000')" "$stamp"
+	t=$(date -u -d "$stamp" +%s)
+	[ "$t" -ge "$before" ] && [ "$t" -le "$after" ] || fail "$stamp is not between $before and $after"
+}
+
 @test "250: the file is in new/ when the 250 arrives" {
 	run smtp_exec --send "${EMR}DATA\r\n\r\nhi\r\n.\r\n" --wait '250 2.0.0 queued as ' \
 	    --run "ls '$MS_MAILDIR/new' >'$MS_DIR/seen'" --send 'QUIT\r\n'
