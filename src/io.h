@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define IO_INSIZE	65536
+#define IO_INSIZE	32768
 #define IO_OUTSIZE	8192
 
 /* What a transport's read or write may answer besides a count. */

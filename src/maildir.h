@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MSG_BUFSIZE	(64 * 1024)
+#define MSG_BUFSIZE	(32 * 1024)
 #define MSG_NAMESIZE	256
 /* A large message's writeback starts every so many octets (maildir.c). */
 #define MSG_WRITEBEHIND	(8 * 1024 * 1024)
