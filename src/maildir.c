@@ -47,12 +47,54 @@ subdir(int root, const char *name)
 	return fd;
 }
 
-int
-maildir_open(struct maildir *md, const char *path, const char *hostname)
+/*
+ * One Maildir opened ahead (the catch-all, checked at the greeting): the
+ * next maildir_open() of the same path takes over its descriptors instead
+ * of opening it all again.
+ */
+static struct {
+	bool		valid;
+	struct maildir	md;
+	char		path[PATH_MAX];
+} ahead;
+
+static bool
+linked(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && st.st_nlink > 0;
+}
+
+void
+maildir_keep(const struct maildir *md, const char *path)
+{
+	if (ahead.valid || strlcpy(ahead.path, path, sizeof(ahead.path)) >= sizeof(ahead.path)) {
+		close(md->root);
+		close(md->tmp);
+		close(md->new);
+		return;
+	}
+	ahead.md = *md;
+	ahead.valid = true;
+}
+
+static int
+open_dirs(struct maildir *md, const char *path)
 {
 	int cur;
-	size_t o = 0;
 
+	if (ahead.valid && strcmp(path, ahead.path) == 0) {
+		ahead.valid = false;
+		/* A directory removed since is made again, as it would be now. */
+		if (linked(ahead.md.root) && linked(ahead.md.tmp) && linked(ahead.md.new)) {
+			*md = ahead.md;
+			return 0;
+		}
+		close(ahead.md.root);
+		close(ahead.md.tmp);
+		close(ahead.md.new);
+	}
 	md->root = md->tmp = md->new = -1;
 	md->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (md->root == -1 && errno == ENOENT) {
@@ -76,7 +118,16 @@ maildir_open(struct maildir *md, const char *path, const char *hostname)
 		return -1;
 	}
 	close(cur);
+	return 0;
+}
 
+int
+maildir_open(struct maildir *md, const char *path, const char *hostname)
+{
+	size_t o = 0;
+
+	if (open_dirs(md, path) == -1)
+		return -1;
 	for (const char *h = hostname; *h != '\0' && o + 5 < sizeof(md->host); h++) {
 		if (*h == '/' || *h == ':') {
 			memcpy(md->host + o, *h == '/' ? "\\057" : "\\072", 4);

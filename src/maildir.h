@@ -40,6 +40,9 @@ struct msg {
 /* Open (creating, 0700, when missing) the Maildir at `path`; -1 and errno. */
 int maildir_open(struct maildir *, const char *path, const char *hostname);
 
+/* Keep an open Maildir for the next maildir_open() of `path` (it takes the fds). */
+void maildir_keep(const struct maildir *, const char *path);
+
 /* Octets free for unprivileged users on the Maildir's file system, or -1. */
 int maildir_free(const struct maildir *, uint64_t *);
 

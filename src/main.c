@@ -316,9 +316,7 @@ main(int argc, char *argv[], char *envp[])
 			smtp_refuse(&io, conf.hostname, "4.3.0");
 			return EXIT_TEMP;
 		}
-		close(md.root);
-		close(md.tmp);
-		close(md.new);
+		maildir_keep(&md, conf.maildir);	/* for the first delivery */
 	}
 	{
 		int rc = smtp_run(&conf, router, &io, &peer, le);

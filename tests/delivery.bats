@@ -71,6 +71,28 @@ TRACE_PIPE='Return-Path: <a@b.example>\nDelivered-To: bob@example.org\nReceived:
 	[ "$t" -ge "$before" ] && [ "$t" -le "$after" ] || fail "$stamp is not between $before and $after"
 }
 
+@test "250: the catch-all opened at the greeting serves the first delivery; removed since, it is made again" {
+	command -v strace >/dev/null || skip "no strace"
+	[ -z "$MAILSLOT_WRAPPER" ] || skip "strace around MAILSLOT_WRAPPER"
+	MAILSLOT_WRAPPER="strace -f -qq -o $MS_DIR/st -e trace=openat,open"
+	run smtp_pipe "${EMR}DATA\r\n\r\none\r\n.\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n\r\ntwo\r\n.\r\nQUIT\r\n"
+	MAILSLOT_WRAPPER=
+	assert_success
+	assert_equal "$(grep -c '^250 2\.0\.0 queued as ' <<<"$output")" 2
+	assert_equal "$(ms_new_count)" 2
+	# Once at the greeting (kept for the first message), once for the second.
+	assert_equal "$(grep -c "open[a-z]*(AT_FDCWD, \"$MS_MAILDIR\", .*) = [0-9]" "$MS_DIR/st")" 2
+
+	# Removed between the greeting and DATA: made again, and the message is in it.
+	ms_listen
+	run smtp_sock --send "${EMR}" --wait '250 2.1.5' --run "rm -rf '$MS_MAILDIR'" \
+	    --send 'DATA\r\n' --wait '354 ' --send '\r\nthree\r\n.\r\nQUIT\r\n' --wait '221 '
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(ms_new_count)" 1
+	grep -qx three "$(ms_new_file)"
+}
+
 @test "250: the file is in new/ when the 250 arrives" {
 	run smtp_exec --send "${EMR}DATA\r\n\r\nhi\r\n.\r\n" --wait '250 2.0.0 queued as ' \
 	    --run "ls '$MS_MAILDIR/new' >'$MS_DIR/seen'" --send 'QUIT\r\n'
