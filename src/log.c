@@ -61,8 +61,17 @@ log_open(void)
 		}
 	}
 	/* A session id: 48 random bits, enough to tell a day's sessions apart. */
-	snprintf(session, sizeof(session), "%08" PRIx32 "%04" PRIx32,
-	    arc4random(), arc4random() & 0xffff);
+	{
+		static const char hex[] = "0123456789abcdef";
+		unsigned char r[6];
+
+		arc4random_buf(r, sizeof(r));
+		for (size_t i = 0; i < sizeof(r); i++) {
+			session[2 * i] = hex[r[i] >> 4];
+			session[2 * i + 1] = hex[r[i] & 0xf];
+		}
+		session[2 * sizeof(r)] = '\0';
+	}
 	return target;
 }
 
