@@ -575,10 +575,9 @@ usable(const char *dir)
 	char sub[PATH_MAX];
 
 	for (int i = 0; i < 2; i++) {
-		struct stat st;
-
-		snprintf(sub, sizeof(sub), "%s/%s", dir, i == 0 ? "tmp" : "new");
-		if (stat(sub, &st) == -1 || !S_ISDIR(st.st_mode) ||
+		/* The trailing slash makes anything but a directory ENOTDIR. */
+		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s/", dir,
+		    i == 0 ? "tmp" : "new") >= sizeof(sub) ||
 		    access(sub, W_OK | X_OK) == -1)
 			return false;
 	}
@@ -681,10 +680,11 @@ route_rcpt(const struct router *r, const struct mailbox *mb, enum rmode mode,
 	lower(lname);
 	strlcpy(base, lname, sizeof(base));
 	/* user+tag, unless "user+tag" is itself an alias or a mailbox. */
-	if (delim[0] != '\0' && lookup(r, lname) == NULL && !mailbox_exists(r, lname)) {
+	if (delim[0] != '\0') {
 		char *p = strstr(base, delim);
 
-		if (p != NULL && p != base) {
+		if (p != NULL && p != base && lookup(r, lname) == NULL &&
+		    !mailbox_exists(r, lname)) {
 			*p = '\0';
 			tag = lname + (p - base) + strlen(delim);
 		}
