@@ -1088,6 +1088,11 @@ cmd_help(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_BAD_TOPIC, "%s: no help on that topic", esc(e, sizeof(e), arg));
 		return;
 	}
+	/* A command switched off here is not offered by its syntax either. */
+	if (topic->enabled != NULL && !topic->enabled(s->conf)) {
+		reply(s, RP_BAD_TOPIC, "%s is not enabled here", topic->verb);
+		return;
+	}
 	reply_lines(s, 214, catalogue[RP_HELP].enh, (const char *const[]){ topic->help, NULL });
 }
 

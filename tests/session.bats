@@ -352,6 +352,14 @@ free_bytes() {
 	run reply_to '' 'HELP'
 	assert_success
 	refute_output --partial 'SEND'
+	run reply_to '' 'HELP SEND'
+	assert_success
+	assert_reply 504 5.5.4 'SEND is not enabled here: Command parameter not implemented'
+	# Switched on, HELP lists it and gives its syntax.
+	MS_OPTS+=(-o terminal_delivery=yes)
+	run reply_to '' 'HELP SEND'
+	assert_success
+	assert_output --regexp '^214 2\.0\.0 SEND FROM:<reverse-path>'
 }
 
 # ---- RCPT -----------------------------------------------------------------
