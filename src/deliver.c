@@ -14,7 +14,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <utmpx.h>
 #include <vis.h>
 
 #include "deliver.h"
@@ -516,39 +515,41 @@ seen(dev_t *v, size_t *n, size_t max, dev_t dev)
 	return false;
 }
 
+struct tty_job {
+	const struct delivery	*d;
+	const char		*login;
+	int			 fd;		/* the message */
+	dev_t			 done[16];	/* a tty listed twice in utmp gets one copy */
+	size_t			 ndone;
+};
+
+static int
+to_tty(const char *line, void *arg)
+{
+	struct tty_job *j = arg;
+	struct stat st;
+	int tty;
+
+	if ((tty = open(line, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) == -1)
+		return 0;
+	if (fstat(tty, &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP) &&
+	    !seen(j->done, &j->ndone, sizeof(j->done) / sizeof(j->done[0]), st.st_rdev)) {
+		to_terminal(tty, j->d, j->fd);
+		log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s", j->d->id,
+		    j->login, line);
+	}
+	close(tty);
+	return 0;
+}
+
 static void
 terminals(const struct delivery *d, int fd)
 {
-	dev_t done[16];		/* a tty listed twice in utmp gets one copy */
-	size_t ndone = 0;
+	struct tty_job j = { .d = d, .fd = fd };
 
 	for (size_t i = 0; i < d->nterminals; i++) {
-		struct utmpx *u;
-
-		setutxent();
-		while ((u = getutxent()) != NULL) {
-			char line[sizeof(u->ut_line) + 6];
-			struct stat st;
-			int tty;
-
-			if (u->ut_type != USER_PROCESS ||
-			    strncmp(u->ut_user, d->terminals[i], sizeof(u->ut_user)) != 0)
-				continue;
-			snprintf(line, sizeof(line), "/dev/%.*s", (int)sizeof(u->ut_line), u->ut_line);
-			if (strstr(line, "..") != NULL)
-				continue;
-			tty = open(line, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-			if (tty == -1)
-				continue;
-			if (fstat(tty, &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP) &&
-			    !seen(done, &ndone, sizeof(done) / sizeof(done[0]), st.st_rdev)) {
-				to_terminal(tty, d, fd);
-				log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s", d->id,
-				    d->terminals[i], line);
-			}
-			close(tty);
-		}
-		endutxent();
+		j.login = d->terminals[i];
+		login_ttys(j.login, to_tty, &j);
 	}
 }
 

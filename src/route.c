@@ -521,28 +521,41 @@ accepted_domain(const struct router *r, const char *domain)
 	return has(r->domains, r->ndomains, domain);
 }
 
-/* A login with a terminal that takes messages (mesg y). */
-static bool
-logged_in(const char *login)
+int
+login_ttys(const char *login, int (*fn)(const char *tty, void *), void *arg)
 {
 	struct utmpx *u;
-	bool found = false;
+	int r = 0;
 
 	setutxent();
-	while (!found && (u = getutxent()) != NULL) {
+	while (r == 0 && (u = getutxent()) != NULL) {
 		char line[sizeof(u->ut_line) + 6];
-		struct stat st;
 
 		if (u->ut_type != USER_PROCESS ||
 		    strncmp(u->ut_user, login, sizeof(u->ut_user)) != 0)
 			continue;
 		snprintf(line, sizeof(line), "/dev/%.*s", (int)sizeof(u->ut_line), u->ut_line);
-		if (strstr(line, "..") == NULL && stat(line, &st) == 0 &&
-		    S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP))
-			found = true;
+		if (strstr(line, "..") == NULL)
+			r = fn(line, arg);
 	}
 	endutxent();
-	return found;
+	return r;
+}
+
+static int
+takes_messages(const char *tty, void *arg)
+{
+	struct stat st;
+
+	(void)arg;
+	return stat(tty, &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP);
+}
+
+/* A login with a terminal that takes messages (mesg y). */
+static bool
+logged_in(const char *login)
+{
+	return login_ttys(login, takes_messages, NULL) != 0;
 }
 
 static int

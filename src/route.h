@@ -57,6 +57,12 @@ void route_rcpt(const struct router *, const struct mailbox *, enum rmode,
     uint64_t size, struct route *);
 void route_free(struct route *);
 
+/*
+ * Call fn with the path of every terminal (/dev/...) that utmp lists for
+ * `login`, until fn returns non-zero; that value, or 0.
+ */
+int login_ttys(const char *login, int (*fn)(const char *tty, void *), void *arg);
+
 /* EXPN: an alias's members as written, or NULL when `name` is not a list. */
 const char *const *route_list(const struct router *, const char *name, size_t *n);
 
