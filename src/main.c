@@ -64,6 +64,8 @@ static const char help[] =
 static void
 env_move(char *envp[])
 {
+	/* Held here too: glibc's clearenv() at exit (under valgrind) drops environ. */
+	static char **volatile moved;
 	size_t n = 0, size = 0;
 	char **copy, *p;
 
@@ -79,7 +81,7 @@ env_move(char *envp[])
 		p += len;
 	}
 	copy[n] = NULL;
-	environ = copy;
+	environ = moved = copy;
 }
 
 static void
