@@ -3,9 +3,10 @@
  *
  * Unique names are the ones Courier and Dovecot write,
  * <sec>.M<usec>P<pid>Q<n>.<host>,S=<octets>,W=<octets with CRLF>, with '/'
- * and ':' in the host written as \057 and \072.  The tmp/ file is created
- * with O_EXCL, and new/ gets it through link(), which refuses an existing
- * name: two deliveries can never share a file.  Unlike qmail, Postfix,
+ * and ':' in the host written as \057 and \072.  The file in tmp/ is
+ * unnamed (O_TMPFILE) where the file system can, else created with O_EXCL,
+ * and new/ gets it through link(), which refuses an existing name: two
+ * deliveries can never share a file.  Unlike qmail, Postfix,
  * OpenSMTPD and Exim, mailslot also fsyncs new/ after the link, since until
  * then a crash can lose a message that was already acknowledged.
  */
@@ -177,6 +178,29 @@ msg_open_spool(struct msg *m, char *buf, size_t cap)
 	return 0;
 }
 
+/*
+ * The message file is made unnamed in tmp/ (O_TMPFILE) where the file
+ * system can: there is no tmp/ name to create and unlink, and a crash
+ * leaves nothing behind.  It gets its one name when linked into new/,
+ * through /proc/self/fd (linkat() with AT_EMPTY_PATH needs a
+ * capability).  -2: not here, make a named one instead.
+ */
+static int
+open_unnamed(int tmp)
+{
+	static int proc_fd;	/* 0 untried, 1 /proc/self/fd is there, -1 not */
+	int fd;
+
+	if (proc_fd == 0)
+		proc_fd = access("/proc/self/fd", X_OK) == 0 ? 1 : -1;
+	if (proc_fd == -1)
+		return -2;
+	if ((fd = openat(tmp, ".", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600)) != -1)
+		return fd;
+	/* Not supported by the kernel (EISDIR) or the file system. */
+	return errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL ? -2 : -1;
+}
+
 int
 msg_open(struct msg *m, struct maildir *md, char *buf, size_t cap)
 {
@@ -191,15 +215,19 @@ msg_open(struct msg *m, struct maildir *md, char *buf, size_t cap)
 	m->buf = buf;
 	m->cap = cap;
 	m->len = 0;
+	m->tmpname[0] = '\0';
 	for (int tries = 0; tries < 10; tries++) {
 		gettimeofday(&tv, NULL);
 		snprintf(m->base, sizeof(m->base), "%lld.M%06ldP%ldQ%lu",
 		    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), ++counter);
+		if (tries == 0 && (m->fd = open_unnamed(md->tmp)) != -2)
+			return m->fd == -1 ? -1 : 0;
 		snprintf(m->tmpname, sizeof(m->tmpname), "%s.%s", m->base, md->host);
 		m->fd = openat(md->tmp, m->tmpname,
 		    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (m->fd != -1)
 			return 0;
+		m->tmpname[0] = '\0';
 		if (errno != EEXIST)
 			return -1;
 	}
@@ -314,32 +342,42 @@ msg_sync(struct msg *m)
 int
 msg_link(struct msg *m, char *name, size_t namesize)
 {
+	char self[32];
 	int fd = m->fd;
 
-	m->fd = -1;
-	if (close(fd) == -1 && m->err == 0)
-		m->err = errno;		/* NFS and quotas report here */
-	if (m->err != 0)
-		goto fail;
-	if ((size_t)snprintf(name, namesize, "%s.%s,S=%" PRIu64 ",W=%" PRIu64,
-	    m->base, m->md->host, m->octets, m->octets + m->lines) >= namesize) {
+	if (m->err == 0 && (size_t)snprintf(name, namesize, "%s.%s,S=%" PRIu64 ",W=%" PRIu64,
+	    m->base, m->md->host, m->octets, m->octets + m->lines) >= namesize)
 		m->err = ENAMETOOLONG;
-		goto fail;
+	if (m->tmpname[0] != '\0') {
+		/* Named in tmp/: closed first, since NFS and quotas report there. */
+		m->fd = -1;
+		if (close(fd) == -1 && m->err == 0)
+			m->err = errno;
+		if (m->err == 0 && linkat(m->md->tmp, m->tmpname, m->md->new, name, 0) == -1)
+			m->err = errno;
+	} else if (m->err == 0) {
+		/* Unnamed: linked while open (link() never replaces a name), then closed. */
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		if (linkat(AT_FDCWD, self, m->md->new, name, AT_SYMLINK_FOLLOW) == -1)
+			m->err = errno;
+		m->fd = -1;
+		if (close(fd) == -1 && m->err == 0) {
+			m->err = errno;
+			unlinkat(m->md->new, name, 0);
+		}
 	}
-	if (linkat(m->md->tmp, m->tmpname, m->md->new, name, 0) == -1) {
-		m->err = errno;
-		goto fail;
+	if (m->err != 0) {
+		msg_abort(m);
+		return m->err;
 	}
 	return 0;
-fail:
-	msg_abort(m);
-	return m->err;
 }
 
 void
 msg_done(struct msg *m)
 {
-	unlinkat(m->md->tmp, m->tmpname, 0);
+	if (m->tmpname[0] != '\0')
+		unlinkat(m->md->tmp, m->tmpname, 0);
 	m->tmpname[0] = '\0';
 }
 

@@ -102,6 +102,37 @@ TRACE_PIPE='Return-Path: <a@b.example>\nDelivered-To: bob@example.org\nReceived:
 	assert_equal "$(cat "$MS_DIR/seen")" "$name"
 }
 
+@test "DATA: the message file has no name in tmp/ (O_TMPFILE) until it is linked into new/" {
+	run smtp_exec --send "${EMR}DATA\r\n" --wait '354 ' --send 'Subject: x\r\n\r\npart\r\n' \
+	    --pause 0.2 --run "ls -A '$MS_MAILDIR/tmp' >'$MS_DIR/tmp.list'" \
+	    --send '.\r\n' --wait '250 2.0.0 queued as ' --send 'QUIT\r\n'
+	assert_success
+	[ ! -s "$MS_DIR/tmp.list" ] || fail "named in tmp/ during DATA: $(cat "$MS_DIR/tmp.list")"
+	assert_equal "$(ms_new_count)" 1
+	assert_equal "$(ms_tmp_count)" 0
+}
+
+@test "DATA: without /proc/self/fd the file is named in tmp/ and linked from there, as before" {
+	[ "$(id -u)" = 0 ] || skip "needs root for a mount namespace"
+	[ -z "$MAILSLOT_WRAPPER" ] || skip "a wrapper of its own"
+	command -v unshare >/dev/null || skip "no unshare"
+	cat >"$MS_DIR/noproc" <<-'EOF'
+	#!/bin/sh
+	exec unshare -m --propagation private sh -c 'mount -t tmpfs none /proc && exec "$@"' sh "$@"
+	EOF
+	chmod 755 "$MS_DIR/noproc"
+	MAILSLOT_WRAPPER=$MS_DIR/noproc
+	run smtp_exec --send "${EMR}DATA\r\n" --wait '354 ' --send 'Subject: x\r\n\r\npart\r\n' \
+	    --pause 0.2 --run "ls -A '$MS_MAILDIR/tmp' >'$MS_DIR/tmp.list'" \
+	    --send '.\r\n' --wait '250 2.0.0 queued as ' --send 'QUIT\r\n'
+	MAILSLOT_WRAPPER=
+	assert_success
+	assert_equal "$(wc -l <"$MS_DIR/tmp.list")" 1
+	assert_equal "$(ms_new_count)" 1
+	assert_equal "$(ms_tmp_count)" 0
+	grep -qx part "$(ms_new_file)"
+}
+
 @test "250: several recipients: one copy, a Delivered-To each in order, no 'for'" {
 	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<one@example.org>\r\nRCPT TO:<x/y@example.org>\r\nRCPT TO:<two@example.net>\r\nRCPT TO:<one@example.org>\r\nRCPT TO:<postmaster>\r\nDATA\r\n\r\nbody\r\n.\r\nQUIT\r\n'
 	assert_success
