@@ -113,19 +113,12 @@ TRACE_PIPE='Return-Path: <a@b.example>\nDelivered-To: bob@example.org\nReceived:
 }
 
 @test "DATA: without /proc/self/fd the file is named in tmp/ and linked from there, as before" {
-	[ "$(id -u)" = 0 ] || skip "needs root for a mount namespace"
-	[ -z "$MAILSLOT_WRAPPER" ] || skip "a wrapper of its own"
-	command -v unshare >/dev/null || skip "no unshare"
-	cat >"$MS_DIR/noproc" <<-'EOF'
-	#!/bin/sh
-	exec unshare -m --propagation private sh -c 'mount -t tmpfs none /proc && exec "$@"' sh "$@"
-	EOF
-	chmod 755 "$MS_DIR/noproc"
-	MAILSLOT_WRAPPER=$MS_DIR/noproc
+	local w0=$MAILSLOT_WRAPPER
+	ms_noproc_wrapper
 	run smtp_exec --send "${EMR}DATA\r\n" --wait '354 ' --send 'Subject: x\r\n\r\npart\r\n' \
 	    --pause 0.2 --run "ls -A '$MS_MAILDIR/tmp' >'$MS_DIR/tmp.list'" \
 	    --send '.\r\n' --wait '250 2.0.0 queued as ' --send 'QUIT\r\n'
-	MAILSLOT_WRAPPER=
+	MAILSLOT_WRAPPER=$w0
 	assert_success
 	assert_equal "$(wc -l <"$MS_DIR/tmp.list")" 1
 	assert_equal "$(ms_new_count)" 1

@@ -85,7 +85,25 @@ faults() {
 }
 
 @test "unlinkat of the tmp/ name fails after the link: the message is delivered once" {
+	# Only a named tmp/ file has a name to unlink: without /proc/self/fd.
+	ms_noproc_wrapper
 	faults unlinkat
+}
+
+@test "an unnamed tmp/ file (O_TMPFILE): a delivery unlinks nothing, and leaves nothing in tmp/" {
+	case $MAILSLOT_WRAPPER in *valgrind*) skip "not under valgrind: too slow under strace" ;; esac
+	printf 'EHLO c.example\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n' >"$MS_DIR/in"
+	ms_cmd -o line_endings=crlf
+	LSAN_OPTIONS=detect_leaks=0 strace -f -qq -o "$MS_DIR/trace" -e trace=unlink,unlinkat,openat \
+	    "${MS_CMD[@]/#LSAN_OPTIONS=*/LSAN_OPTIONS=detect_leaks=0}" \
+	    <"$MS_DIR/in" >"$MS_DIR/out" 2>/dev/null
+	run grep -c '250 2.0.0 queued' "$MS_DIR/out"
+	assert_output 1
+	grep -q 'O_TMPFILE' "$MS_DIR/trace" || skip "no O_TMPFILE on this file system"
+	run grep -E '^[0-9]+ +unlink' "$MS_DIR/trace"
+	assert_output ''
+	assert_equal "$(ms_tmp_count)" 0
+	assert_equal "$(ms_new_count)" 1
 }
 
 @test "delivery never calls rename(): a link cannot replace an existing message" {
@@ -140,10 +158,32 @@ TXN='MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n'
 	hs_assert_one_message "$MS_DIR/expect"
 }
 
-@test "tmpfs: no inode for the tmp/ file, then none for the link: 452 4.3.1 each; freed, the next message goes" {
-	# the root, Maildir, tmp, new, cur and two fillers: nothing left.  tmpfs
-	# counts a hard link against nr_inodes too, so with one inode free the
-	# tmp/ file is made but its link into new/ is not.
+@test "tmpfs: no inode for the message file: 452 4.3.1; one freed, the unnamed file and its link take it" {
+	# the root, Maildir, tmp, new, cur and two fillers: nothing left.  The
+	# O_TMPFILE file takes the one inode freed, and linking it, its first
+	# name, needs no other.
+	small_fs size=256k,nr_inodes=7
+	: >"$MS_DIR/small/filler1" && : >"$MS_DIR/small/filler2" ||
+		skip "the tmpfs has fewer inodes than asked"
+	printf 'Subject: small\r\n\r\nfits\r\n' >"$MS_DIR/small-msg"
+	printf 'Subject: small\n\nfits\n' >"$MS_DIR/expect"
+	ms_listen
+	run smtp_sock --timeout 10 --send "EHLO c.example\r\n${TXN}" --wait '452 4.3.1' \
+	    --run "rm -f '$MS_DIR/small/filler1'" \
+	    --send "RSET\r\n${TXN}" --wait '354 ' --send-file "$MS_DIR/small-msg" \
+	    --send '.\r\n' --wait '250 2.0.0 queued' --send 'QUIT\r\n'
+	assert_success
+	assert_equal "$(printf '%s\n' "$output" | grep -c '^452 4\.3\.1 ')" 1
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_line --index -1 --regexp '^221 '
+	hs_assert_one_message "$MS_DIR/expect"
+}
+
+@test "tmpfs, named tmp/ files: no inode for the tmp/ file, then none for the link: 452 4.3.1 each; freed, the next message goes" {
+	# As above, but without /proc/self/fd, so the tmp/ file has a name:
+	# tmpfs counts a second name against nr_inodes too, so with one inode
+	# free the tmp/ file is made but its link into new/ is not.
+	ms_noproc_wrapper
 	small_fs size=256k,nr_inodes=7
 	: >"$MS_DIR/small/filler1" && : >"$MS_DIR/small/filler2" ||
 		skip "the tmpfs has fewer inodes than asked"

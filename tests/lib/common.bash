@@ -120,6 +120,22 @@ ms_teardown() {
 	ms_stop
 }
 
+# As root: put in front of MAILSLOT_WRAPPER a wrapper that runs mailslot
+# with an empty /proc (a private mount namespace), so that it names its
+# files in tmp/ instead of using O_TMPFILE.  Skips the test when that
+# cannot be.  Not in $(...): skip must run in the test's own shell.
+ms_noproc_wrapper() {
+	[ "$(id -u)" = 0 ] || skip "needs root for a mount namespace"
+	command -v unshare >/dev/null || skip "no unshare"
+	cat >"$MS_DIR/noproc" <<-'EOF'
+	#!/bin/sh
+	exec unshare -m --propagation private sh -c 'mount -t tmpfs none /proc && exec "$@"' sh "$@"
+	EOF
+	chmod 755 "$MS_DIR/noproc"
+	unshare -m --propagation private true 2>/dev/null || skip "no mount namespace here"
+	MAILSLOT_WRAPPER="$MS_DIR/noproc${MAILSLOT_WRAPPER:+ $MAILSLOT_WRAPPER}"
+}
+
 # The command line that starts mailslot, in the array MS_CMD.
 ms_cmd() {
 	MS_CMD=()
