@@ -127,7 +127,10 @@ log_esc(char *dst, size_t dstsize, const char *src, size_t len)
 		return dst;
 	if (len > (dstsize - 1) / 4)
 		len = (dstsize - 1) / 4;
-	if (strnvisx(dst, dstsize, src, len, VIS_CSTYLE | VIS_OCTAL | VIS_NL |
+	if (!vis_needed(src, len, true)) {
+		memcpy(dst, src, len);
+		dst[len] = '\0';
+	} else if (strnvisx(dst, dstsize, src, len, VIS_CSTYLE | VIS_OCTAL | VIS_NL |
 	    VIS_TAB | VIS_DQ) == -1)
 		dst[0] = '\0';
 	return dst;

@@ -2,6 +2,7 @@
 #ifndef MAILSLOT_LOG_H
 #define MAILSLOT_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <syslog.h>
 
@@ -21,5 +22,23 @@ void log_msg(int prio, const char *fmt, ...)
  * Output longer than `dstsize` is cut.  Returns dst.
  */
 char *log_esc(char *dst, size_t dstsize, const char *src, size_t len);
+
+/*
+ * Would strnvis() with VIS_CSTYLE | VIS_OCTAL | VIS_NL | VIS_TAB (and
+ * VIS_DQ when `dq`) change any of these octets?  Most text needs no
+ * escape, and for it the copy is all there is to do: strnvisx() goes
+ * through the C library's wide-character functions for every octet.
+ */
+static inline bool
+vis_needed(const char *s, size_t n, bool dq)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c > 0x7e || c == '\\' || (dq && c == '"'))
+			return true;
+	}
+	return false;
+}
 
 #endif

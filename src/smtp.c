@@ -343,7 +343,10 @@ esc(char *buf, size_t size, const char *s)
 
 	if (n > (size - 1) / 4)
 		n = (size - 1) / 4;	/* an octet becomes at most four */
-	if (strnvisx(buf, size, s, n, VIS_CSTYLE | VIS_OCTAL | VIS_NL | VIS_TAB) == -1)
+	if (!vis_needed(s, n, false)) {
+		memcpy(buf, s, n);
+		buf[n] = '\0';
+	} else if (strnvisx(buf, size, s, n, VIS_CSTYLE | VIS_OCTAL | VIS_NL | VIS_TAB) == -1)
 		buf[0] = '\0';
 	return buf;
 }
