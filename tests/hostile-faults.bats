@@ -158,15 +158,20 @@ TXN='MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n'
 	hs_assert_one_message "$MS_DIR/expect"
 }
 
-@test "tmpfs: no inode for the message file: 452 4.3.1; one freed, the unnamed file and its link take it" {
-	# the root, Maildir, tmp, new, cur and two fillers: nothing left.  The
-	# O_TMPFILE file takes the one inode freed, and linking it, its first
-	# name, needs no other.
+# A tmpfs whose inodes are all taken: the root, Maildir, tmp, new, cur and
+# two fillers to remove one at a time; and a small message for it.
+no_inode_fs() {
 	small_fs size=256k,nr_inodes=7
 	: >"$MS_DIR/small/filler1" && : >"$MS_DIR/small/filler2" ||
 		skip "the tmpfs has fewer inodes than asked"
 	printf 'Subject: small\r\n\r\nfits\r\n' >"$MS_DIR/small-msg"
 	printf 'Subject: small\n\nfits\n' >"$MS_DIR/expect"
+}
+
+@test "tmpfs: no inode for the message file: 452 4.3.1; one freed, the unnamed file and its link take it" {
+	# The O_TMPFILE file takes the one inode freed, and linking it, its
+	# first name, needs no other.
+	no_inode_fs
 	ms_listen
 	run smtp_sock --timeout 10 --send "EHLO c.example\r\n${TXN}" --wait '452 4.3.1' \
 	    --run "rm -f '$MS_DIR/small/filler1'" \
@@ -184,11 +189,7 @@ TXN='MAIL FROM:<a@x.example>\r\nRCPT TO:<b@y.example>\r\nDATA\r\n'
 	# tmpfs counts a second name against nr_inodes too, so with one inode
 	# free the tmp/ file is made but its link into new/ is not.
 	ms_noproc_wrapper
-	small_fs size=256k,nr_inodes=7
-	: >"$MS_DIR/small/filler1" && : >"$MS_DIR/small/filler2" ||
-		skip "the tmpfs has fewer inodes than asked"
-	printf 'Subject: small\r\n\r\nfits\r\n' >"$MS_DIR/small-msg"
-	printf 'Subject: small\n\nfits\n' >"$MS_DIR/expect"
+	no_inode_fs
 	ms_listen
 	run smtp_sock --timeout 10 --send "EHLO c.example\r\n${TXN}" --wait '452 4.3.1' \
 	    --run "rm -f '$MS_DIR/small/filler1'" \
