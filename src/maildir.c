@@ -312,30 +312,27 @@ msg_discard(struct msg *m)
 }
 
 void
+msg_done(struct msg *m)
+{
+	if (m->tmpname[0] != '\0')
+		unlinkat(m->md->tmp, m->tmpname, 0);
+	m->tmpname[0] = '\0';
+}
+
+void
 msg_abort(struct msg *m)
 {
 	if (m->fd != -1) {
 		close(m->fd);
 		m->fd = -1;
 	}
-	if (m->tmpname[0] != '\0')
-		unlinkat(m->md->tmp, m->tmpname, 0);
-	m->tmpname[0] = '\0';
+	msg_done(m);
 }
 
 int
 msg_flush(struct msg *m)
 {
 	flush(m);
-	return m->err;
-}
-
-int
-msg_sync(struct msg *m)
-{
-	flush(m);
-	if (m->err == 0 && fsync(m->fd) == -1)
-		m->err = errno;
 	return m->err;
 }
 
@@ -373,39 +370,6 @@ msg_link(struct msg *m, char *name, size_t namesize)
 	return 0;
 }
 
-void
-msg_done(struct msg *m)
-{
-	if (m->tmpname[0] != '\0')
-		unlinkat(m->md->tmp, m->tmpname, 0);
-	m->tmpname[0] = '\0';
-}
-
-int
-msg_publish(struct msg *m, char *name, size_t namesize)
-{
-	if (msg_link(m, name, namesize) != 0)
-		return m->err;
-	if (fsync(m->md->new) == -1) {
-		/* Not durable, so not delivered: take it back before saying 451. */
-		m->err = errno;
-		unlinkat(m->md->new, name, 0);
-		msg_abort(m);
-		return m->err;
-	}
-	msg_done(m);
-	return 0;
-}
-
-int
-msg_commit(struct msg *m, char *name, size_t namesize)
-{
-	if (msg_sync(m) != 0) {
-		msg_abort(m);
-		return m->err;
-	}
-	return msg_publish(m, name, namesize);
-}
 
 void
 msg_unpublish(struct msg *m, const char *name)

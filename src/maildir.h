@@ -1,10 +1,12 @@
 /*
  * maildir.h: writing one message into a Maildir, durably.
  *
- * The commit order is the whole point: exclusive create in tmp/, write,
- * fsync, close (checked), link() into new/ (never rename over a name),
- * fsync new/, unlink the tmp name.  Only when msg_commit returns 0 may the
- * client hear 250; every failure leaves nothing in new/.
+ * The commit order is the whole point: a file in tmp/ (unnamed, or created
+ * exclusively), write, fsync, link() into new/ (never rename over a name),
+ * close (checked), fsync new/, unlink the tmp name if there is one.  Only
+ * when every step has returned 0 may the client hear 250; every failure
+ * leaves nothing in new/.  deliver.c runs the steps for all the copies of
+ * a message at once.
  */
 #ifndef MAILSLOT_MAILDIR_H
 #define MAILSLOT_MAILDIR_H
@@ -66,21 +68,15 @@ void msg_wrote(struct msg *, size_t n, uint64_t lines);
 /* Drop what is buffered and everything after: the message will be refused. */
 void msg_discard(struct msg *);
 
-/* Make it durable and visible in new/; `name` gets its file name.  0 or an errno. */
-int msg_commit(struct msg *, char *name, size_t namesize);
-
 /*
- * The same in steps, for several copies that must all be durable before
- * any is visible.  msg_sync writes and fsyncs (the file stays open and
- * readable); msg_publish closes, links into new/ and fsyncs new/.  For
- * many at once: msg_flush each, fsync_all (fsync.h) their files, msg_link each
- * (visible, not yet durable; on error the message is aborted), fsync_all
- * their new/ directories, then msg_done each (drops the tmp/ name).
- * msg_unpublish takes a linked copy back out of new/.
+ * The commit, in steps, so that several copies are all durable before any
+ * is visible: msg_flush each, fsync_all (fsync.h) their files, msg_link
+ * each into new/ (visible, not yet durable; on error the message is
+ * aborted), fsync_all their new/ directories, then msg_done each (drops
+ * the tmp/ name).  msg_unpublish takes a linked copy back out of new/.
+ * All but msg_done and msg_unpublish return 0 or an errno.
  */
 int msg_flush(struct msg *);
-int msg_sync(struct msg *);
-int msg_publish(struct msg *, char *name, size_t namesize);
 int msg_link(struct msg *, char *name, size_t namesize);
 void msg_done(struct msg *);
 void msg_unpublish(struct msg *, const char *name);
