@@ -15,13 +15,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/unprivileged.sh"
-top=$(dirname "$here")
-MAILSLOT=${MAILSLOT:-$top/src/mailslot}
-FLOOR=$here/floor
-LOAD=$here/smtpload
-WRAP=$here/rsswrap
-LAUNCH=${LAUNCH:-systemd-socket-activate}
+. "$here/common.sh"
 
 case ${BENCH_QUICK:-0} in
 0|no|"")	QUICK= ;;
@@ -269,6 +263,6 @@ fs=$(df -PT "$work" | awk 'NR == 2 { print $2 " on " $1 }')
 } >"$work/summary"
 
 echo
-echo "mailslot $(git -C "$top" describe --always --dirty 2>/dev/null || echo '?') benchmark," \
+echo "mailslot $(git -c safe.directory="$top" -C "$top" describe --always --dirty 2>/dev/null || echo '?') benchmark," \
     "$(date -u +%Y-%m-%d) on $(nproc) x $cpumodel, $fs"
 awk -f "$here/table.awk" "$work/summary"

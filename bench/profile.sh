@@ -15,13 +15,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/unprivileged.sh"
-top=$(dirname "$here")
-MAILSLOT=${MAILSLOT:-$top/src/mailslot}
-FLOOR=$here/floor
-LOAD=$here/smtpload
-WRAP=$here/rsswrap
-LAUNCH=${LAUNCH:-systemd-socket-activate}
+. "$here/common.sh"
 work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/mailslot-profile.XXXXXX")
 port=${BENCH_PORT:-$((20000 + $$ % 20000))}
 lpid=
