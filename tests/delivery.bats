@@ -112,6 +112,49 @@ TRACE_PIPE='Return-Path: <a@b.example>\nDelivered-To: bob@example.org\nReceived:
 	assert_equal "$(ms_tmp_count)" 0
 }
 
+@test "DATA: a file system without O_TMPFILE (EOPNOTSUPP): the file is named in tmp/, the message the same" {
+	command -v strace >/dev/null || skip "no strace"
+	[ -z "$MAILSLOT_WRAPPER" ] || skip "strace around MAILSLOT_WRAPPER"
+	local input="${EMR}DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n" k
+	# Which openat is the O_TMPFILE one: then make exactly that one fail.
+	# (The Maildir exists first, so that both runs make the same calls.)
+	mkdir -p "$MS_MAILDIR/tmp" "$MS_MAILDIR/new" "$MS_MAILDIR/cur"
+	MAILSLOT_WRAPPER="strace -qq -o $MS_DIR/st -e trace=openat"
+	run smtp_pipe "$input"
+	k=$(grep -E '^openat\(' "$MS_DIR/st" | grep -n 'O_TMPFILE' | cut -d: -f1)
+	[ -n "$k" ] || skip "no O_TMPFILE here"
+	rm -f "$MS_MAILDIR"/new/*
+	MAILSLOT_WRAPPER="strace -qq -o $MS_DIR/st -e trace=openat,linkat,unlinkat -e inject=openat:error=EOPNOTSUPP:when=$k"
+	run smtp_pipe "$input"
+	MAILSLOT_WRAPPER=
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	grep -q 'O_TMPFILE.*EOPNOTSUPP' "$MS_DIR/st" || fail "the O_TMPFILE openat was not the one refused"
+	grep -qE '^linkat\([0-9]+, "[^/"]+", ' "$MS_DIR/st" || fail "not linked from a tmp/ name"
+	grep -qE '^unlinkat\(' "$MS_DIR/st" || fail "the tmp/ name was not removed"
+	assert_equal "$(ms_new_count)" 1
+	assert_equal "$(ms_tmp_count)" 0
+	grep -qx hi "$(ms_new_file)"
+}
+
+@test "DATA: a large message starts its writeback as it goes (every 8 MiB), and is stored whole" {
+	command -v strace >/dev/null || skip "no strace"
+	[ -z "$MAILSLOT_WRAPPER" ] || skip "strace around MAILSLOT_WRAPPER"
+	{
+		printf 'EHLO c.example\nMAIL FROM:<a@b.example>\nRCPT TO:<bob@example.org>\nDATA\n\n'
+		yes 'a line of text, sixty-four octets long with its line feed at end' | head -n 300000
+		printf '.\nQUIT\n'
+	} >"$MS_DIR/big.in"
+	MAILSLOT_WRAPPER="strace -qq -o $MS_DIR/st -e trace=sync_file_range,fsync"
+	run smtp_pipe_file "$MS_DIR/big.in" -o max_message_size=100000000
+	MAILSLOT_WRAPPER=
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	# 19.2 MB of body: two writebacks started (at 8 and 16 MiB), then the fsync.
+	assert_equal "$(grep -c '^sync_file_range(' "$MS_DIR/st")" 2
+	assert_equal "$(grep -c 'a line of text, sixty-four' "$(ms_new_file)")" 300000
+}
+
 @test "DATA: without /proc/self/fd the file is named in tmp/ and linked from there, as before" {
 	local w0=$MAILSLOT_WRAPPER
 	ms_noproc_wrapper
