@@ -31,9 +31,14 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS -DVERSION='"$(VERSION)"
 	     $(WARN) $(HARDEN) $(CFLAGS) $(CPPFLAGS)
 ALL_LDFLAGS = $(HARDLD) $(LDFLAGS)
 
-# Debian packages that building and testing need.
-BUILD_DEPS = gcc make pkg-config libbsd-dev libsystemd-dev
-TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-ssleay-perl
+# Debian packages that building and testing need, every one named: apt-get
+# runs with --no-install-recommends, and gcc only recommends the C library's
+# headers (libc6-dev) and those of the kernel (linux-libc-dev) behind them.
+# procps: kill and pgrep in tests/lib.  tests/fresh-machine.sh checks the
+# lists on a minimal Debian 12.
+BUILD_DEPS = gcc libc6-dev linux-libc-dev make pkg-config libbsd-dev libsystemd-dev
+TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-ssleay-perl \
+	     procps
 
 # STARTTLS through libtls (src/tls.c); `make TLS=no` builds without it.
 # The choice sticks (build/tls-*) until TLS= is given again or make clean,
@@ -85,9 +90,11 @@ clean:
 
 .PHONY: all deps check clean
 
-# tests/deploy-*.bats: launchers, real clients, Dovecot, the man pages.
+# tests/deploy-*.bats: launchers, real clients, Dovecot, the man pages;
+# netbase: /etc/services and /etc/protocols, where inetd and xinetd look up
+# "smtp" and "tcp" (minbase has neither).
 TEST_DEPS += swaks msmtp curl ucspi-tcp openbsd-inetd execline s6 \
-	     dovecot-imapd mandoc man-db strace iproute2 util-linux
+	     dovecot-imapd mandoc man-db strace iproute2 util-linux netbase
 
 # tests/recipients-*.bats: dovecot-lda (maildirsize as Dovecot writes it),
 # strace (fault injection), utmpdump and setpriv (util-linux).
