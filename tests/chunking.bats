@@ -290,6 +290,56 @@ $SYNTAX
 	assert_clean
 }
 
+# A BDAT line refused before its size is known to be good: the chunk after
+# it (RSET, VRFY injected: commands to the eye) is drained, or the session
+# ends with 421 4.5.0; it never runs.  $1: the BDAT line (%b-decoded), $2:
+# the reply codes expected after the EHLO reply; then mailslot's arguments.
+refused_bdat() {
+	run smtp_pipe "${EMR}$1\r\nRSET\r\nVRFY injected\r\nNOOP\r\nQUIT\r\n" "${@:3}"
+	refute_output --partial 'injected'
+	assert_equal "$(replies_after_ehlo | cut -c1-9)" "$2"
+}
+
+@test "chunking: a BDAT line refused for its form never lets its chunk run as commands" {
+	local sp line lost='250 2.1.0
+250 2.1.5
+500 5.5.2
+421 4.5.0'
+	sp=$(printf '%1100s' '')
+	# over the 1024 octets kept of a line, or with a NUL: the size cannot be trusted
+	for line in "BDAT 21 LAST$sp" "bdat 21 last$sp" "BDAT$sp 21 LAST" "BDAT 21 LAST\\0" \
+	    "BDAT 21\\0 LAST" "BDAT\\0 21 LAST"; do
+		refused_bdat "$line" "$lost"
+		refute_output --partial '221 '
+		assert_clean
+	done
+	# not a verb mailslot knows, but a chunk may follow it
+	refused_bdat 'BDAT\t21 LAST' "${lost/500 5.5.2/500 5.5.1}"
+	refute_output --partial '221 '
+	assert_clean
+	# 600 octets: over 512, but the whole line is read: its chunk is drained
+	sp=$(printf '%588s' '')
+	refused_bdat "BDAT 21 LAST$sp" '250 2.1.0
+250 2.1.5
+500 5.5.2
+250 2.0.0
+221 2.0.0'
+	assert_clean
+}
+
+@test "chunking: a BDAT line refused by mode or sequence drains its chunk" {
+	refused_bdat 'BDAT 21 LAST' '521 5.3.2
+521 5.3.2
+521 5.3.2
+521 5.3.2
+221 2.0.0' -o accept_mail=no
+	run smtp_pipe "EHLO c.example\r\nBDAT 21 LAST\r\nRSET\r\nVRFY injected\r\nNOOP\r\nQUIT\r\n"
+	refute_output --partial 'injected'
+	assert_equal "$(replies_after_ehlo | cut -c1-9)" "503 5.5.1
+250 2.0.0
+221 2.0.0"
+}
+
 @test "chunking: BDAT without an accepted RCPT: 503, chunk drained, MAIL still open" {
 	run smtp_pipe "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nBDAT 10 LAST\r\nQUIT\r\nQUITRCPT TO:<bob@example.org>\r\nBDAT 2 LAST\r\nokQUIT\r\n"
 	assert_success
