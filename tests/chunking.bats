@@ -472,6 +472,44 @@ PY
 	assert_clean
 }
 
+# $1: BODY= value or ''; $2: the line end (%b) of the message; the message:
+# a Subject, the empty line, then 51 body lines "Received: from xN".
+hops_in_body() {
+	python3 - "$MS_DIR/in" "$1" "$2" <<'PY'
+import sys
+body, eol = sys.argv[2], sys.argv[3].encode().decode("unicode_escape").encode()
+m = b"Subject: hops" + eol + eol + b"".join(b"Received: from x%d" % i + eol for i in range(51))
+with open(sys.argv[1], "wb") as f:
+    f.write(b"EHLO c.example\r\nMAIL FROM:<a@b.example>%s\r\n" % ((b" BODY=" + body.encode()) if body else b""))
+    f.write(b"RCPT TO:<bob@example.org>\r\nBDAT %d LAST\r\n" % len(m) + m + b"QUIT\r\n")
+PY
+	run smtp_pipe_file "$MS_DIR/in"
+}
+
+@test "chunking: Received lines after the empty line are body, not hops, whatever the line ends" {
+	local body eol
+	for body in '' 8BITMIME BINARYMIME; do
+		for eol in '\r\n' '\n'; do
+			hops_in_body "$body" "$eol"
+			assert_success
+			assert_line --regexp '^250 2\.0\.0 queued as '
+			rm -f "$MS_MAILDIR"/new/*
+		done
+	done
+	# the same lines above the empty line are a loop, in binary mode too
+	python3 - "$MS_DIR/in" <<'PY'
+import sys
+m = b"".join(b"Received: from x%d\r\n" % i for i in range(51)) + b"\r\nbody\r\n"
+with open(sys.argv[1], "wb") as f:
+    f.write(b"EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\nRCPT TO:<bob@example.org>\r\n")
+    f.write(b"BDAT %d LAST\r\n" % len(m) + m + b"QUIT\r\n")
+PY
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --regexp '^554 5\.4\.6 mail loop: too many Received headers'
+	assert_clean
+}
+
 # announce 10 GB, send 10 octets, stall: 421 4.4.2 at data_timeout, and
 # VmHWM (read during the stall) stays small.  MAX: max_message_size.
 stall() {
