@@ -82,9 +82,9 @@ static const struct {
 	[RP_TOO_MANY_ERRORS]  = { 421, "4.7.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_UNUSABLE]         = { 450, "4.2.1", 0, "Requested mail action not taken: mailbox unavailable" },
 	[RP_LOCAL_ERROR]      = { 451, "4.3.0", 0, "Requested action aborted: local error in processing" },
-	[RP_MAILBOX_FULL]     = { 452, "4.2.2", 0, "Requested action not taken: insufficient system storage" },
+	[RP_MAILBOX_FULL]     = { 452, "4.2.2", 0, "Requested action not taken: mailbox full" },
 	[RP_NO_STORAGE]       = { 452, "4.3.1", 0, "Requested action not taken: insufficient system storage" },
-	[RP_TOO_MANY_RCPTS]   = { 452, "4.5.3", 0, "Requested action not taken: insufficient system storage" },
+	[RP_TOO_MANY_RCPTS]   = { 452, "4.5.3", 0, "Requested action not taken: too many recipients" },
 	[RP_TLS_UNAVAILABLE]  = { 454, "4.7.0", 0, "TLS not available due to temporary reason" },
 	[RP_UNRECOGNIZED]     = { 500, "5.5.1", 0, "Syntax error, command unrecognized" },
 	[RP_LINE_TOO_LONG]    = { 500, "5.5.2", 0, "Syntax error, line too long" },
@@ -707,7 +707,14 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 			return;
 		}
 	if (tx->nrcpt >= (size_t)s->conf->max_recipients) {
-		reply(s, RP_TOO_MANY_RCPTS, "too many recipients");
+		char d[ADDR_MAX_PATH + 3];
+
+		/*
+		 * RFC 5321 4.5.3.1.10: the client sends the rest in another
+		 * transaction; this is no client error, and not counted.
+		 */
+		snprintf(d, sizeof(d), "<%s>", to.text);
+		respond(s, RP_TOO_MANY_RCPTS, false, d);
 		return;
 	}
 	if (tx->nrcpt == tx->cap) {
