@@ -144,14 +144,6 @@ find_peer(int fd, struct peer *p)
 		strlcpy(p->host, env, sizeof(p->host));
 }
 
-static bool
-is_socket(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
 /*
  * Started as root (inetd often is), become `user` before the first byte of
  * input is read.  Returns 0, or -1 with the reason logged.
@@ -307,8 +299,12 @@ main(int argc, char *argv[], char *envp[])
 
 	find_peer(rfd, &peer);
 	le = (enum line_endings)conf.line_endings;
+	/*
+	 * lf only for a person typing: a pipe may be a TLS wrapper's
+	 * (s6-tlsserver) with a network client behind it.
+	 */
 	if (le == LE_AUTO)
-		le = is_socket(rfd) ? LE_CRLF : LE_LF;
+		le = isatty(rfd) ? LE_LF : LE_CRLF;
 
 	/* The catch-all is created (0700) if missing; a broken one is a 421 now. */
 	if (conf.mailboxes[0] == '\0') {
