@@ -42,9 +42,10 @@
 
 enum reply {
 	RP_NONE,	/* no reply: "nothing wrong" where a refusal is kept */
+	RP_GREETING, RP_GREETING_NO_MAIL, RP_HELLO,
 	RP_OK, RP_SENDER_OK, RP_RCPT_OK, RP_VRFY_OK, RP_QUEUED, RP_HELP, RP_CLOSING,
 	RP_DATA,
-	RP_SHUTDOWN, RP_TIMEOUT, RP_TOO_MANY_ERRORS, RP_CONFIG,
+	RP_SHUTDOWN, RP_TIMEOUT, RP_TOO_MANY_ERRORS, RP_CONFIG, RP_UNAVAILABLE,
 	RP_LOCAL_ERROR, RP_NO_STORAGE, RP_MAILBOX_FULL, RP_TOO_MANY_RCPTS,
 	RP_UNRECOGNIZED, RP_LINE_TOO_LONG, RP_NUL, RP_SYNTAX, RP_BAD_SENDER,
 	RP_BAD_RCPT, RP_BAD_DOMAIN, RP_NOT_IMPLEMENTED, RP_BAD_SEQUENCE,
@@ -60,11 +61,15 @@ enum reply {
 
 static const struct {
 	int		 code;
-	const char	*enh;		/* RFC 3463; NULL for 354 */
+	const char	*enh;		/* RFC 3463; NULL for 354, the greeting, HELO/EHLO */
 	int		 flags;
 	const char	*text;		/* the seed's wording */
 } catalogue[] = {
 	[RP_HELP]             = { 214, "2.0.0", 0, "Help message" },
+	/* RFC 2034 3: no enhanced code on the greeting and the HELO/EHLO replies. */
+	[RP_GREETING]         = { 220, NULL,    F_HOST, "ESMTP mailslot ready" },
+	[RP_GREETING_NO_MAIL] = { 521, NULL,    F_HOST, "does not accept mail" },
+	[RP_HELLO]            = { 250, NULL,    F_HOST, "Requested mail action okay, completed" },
 	[RP_TLS_READY]        = { 220, "2.0.0", 0, "Ready to start TLS" },
 	[RP_CLOSING]          = { 221, "2.0.0", F_HOST, "Service closing transmission channel" },
 	[RP_OK]               = { 250, "2.0.0", 0, "Requested mail action okay, completed" },
@@ -76,6 +81,7 @@ static const struct {
 	[RP_WILL_FORWARD]     = { 251, "2.1.5", F_TAIL, "User not local; will forward to" },
 	[RP_DATA]             = { 354, NULL,   0, "Start mail input; end with <CRLF>.<CRLF>" },
 	[RP_SHUTDOWN]         = { 421, "4.3.2", F_HOST, "Service not available, closing transmission channel" },
+	[RP_UNAVAILABLE]      = { 421, "4.3.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_CONFIG]           = { 421, "4.3.5", F_HOST, "Service not available, closing transmission channel" },
 	[RP_TIMEOUT]          = { 421, "4.4.2", F_HOST, "Service not available, closing transmission channel" },
 	[RP_LOST_SYNC]        = { 421, "4.5.0", F_HOST, "Service not available, closing transmission channel" },
@@ -241,9 +247,9 @@ rl_send(struct session *s, struct rline *l)
 	put_line(s, l->buf, l->len + 2);
 }
 
-/* One reply line: "CODE[-| ]ENH [host ][detail: ]text". */
+/* One reply line: "CODE[-| ]ENH [host ][detail: ]text", to `io`. */
 static void
-reply_line(struct session *s, enum reply r, bool more, const char *detail)
+render(struct io *io, const char *host, enum reply r, bool more, const char *detail)
 {
 	const char *text = catalogue[r].text;
 	struct rline l;
@@ -251,7 +257,7 @@ reply_line(struct session *s, enum reply r, bool more, const char *detail)
 
 	rl_begin(&l, catalogue[r].code, more, catalogue[r].enh);
 	if (catalogue[r].flags & F_HOST) {
-		rl_str(&l, s->conf->hostname);
+		rl_str(&l, host);
 		rl_add(&l, " ", 1);
 	}
 	if (detail == NULL)
@@ -271,7 +277,15 @@ reply_line(struct session *s, enum reply r, bool more, const char *detail)
 		rl_str(&l, text);
 	} else
 		rl_str(&l, text);
-	rl_send(s, &l);
+	memcpy(l.buf + l.len, "\r\n", 2);
+	/* A write failure shows again at the next flush, where it ends the session. */
+	(void)io_write(io, l.buf, l.len + 2);
+}
+
+static void
+reply_line(struct session *s, enum reply r, bool more, const char *detail)
+{
+	render(s->io, s->conf->hostname, r, more, detail);
 }
 
 /*
@@ -323,14 +337,18 @@ reply(struct session *s, enum reply r, const char *fmt, ...)
 	respond(s, r, true, detail);
 }
 
-/* A free-form multi-line reply (EHLO, HELP): `lines` NULL-terminated. */
+/*
+ * A multi-line reply (EHLO, HELP): the catalogue's line for `r`, then one
+ * line for each of `lines` (NULL-terminated), with the same codes.
+ */
 static void
-reply_lines(struct session *s, int code, const char *enh, const char *const *lines)
+reply_lines(struct session *s, enum reply r, const char *const *lines)
 {
 	struct rline l;
 
+	reply_line(s, r, lines[0] != NULL, NULL);
 	for (int i = 0; lines[i] != NULL; i++) {
-		rl_begin(&l, code, lines[i + 1] != NULL, enh);
+		rl_begin(&l, catalogue[r].code, lines[i + 1] != NULL, catalogue[r].enh);
 		rl_str(&l, lines[i]);
 		rl_send(s, &l);
 	}
@@ -457,14 +475,9 @@ greet(struct session *s, char *arg, bool esmtp)
 static void
 cmd_helo(struct session *s, const struct command *c, char *arg)
 {
-	char line[REPLY_MAX];
-
 	(void)c;
-	if (!greet(s, arg, false))
-		return;
-	/* RFC 2034: no enhanced code on the HELO and EHLO replies. */
-	snprintf(line, sizeof(line), "250 %s\r\n", s->conf->hostname);
-	put_line(s, line, strlen(line));
+	if (greet(s, arg, false))
+		reply_line(s, RP_HELLO, false, NULL);
 }
 
 static void
@@ -479,7 +492,6 @@ cmd_ehlo(struct session *s, const struct command *c, char *arg)
 	if (!greet(s, arg, true))
 		return;
 	snprintf(size, sizeof(size), "SIZE %" PRIu64, cf->max_message_size);
-	lines[n++] = cf->hostname;
 	lines[n++] = "PIPELINING";
 	lines[n++] = size;
 	lines[n++] = "8BITMIME";
@@ -500,7 +512,7 @@ cmd_ehlo(struct session *s, const struct command *c, char *arg)
 		lines[n++] = "STARTTLS";
 	lines[n++] = "HELP";
 	lines[n] = NULL;
-	reply_lines(s, 250, NULL, lines);
+	reply_lines(s, RP_HELLO, lines);
 }
 
 /* The "FROM:" or "TO:" that starts a MAIL or RCPT argument. */
@@ -1102,17 +1114,16 @@ cmd_help(struct session *s, const struct command *c, char *arg)
 
 	(void)c;
 	if (*arg == '\0') {
-		char verbs[256] = "";
-		const char *lines[] = { "Commands:", verbs,
+		char verbs[256] = "Commands:";
+		const char *lines[] = { verbs,
 		    "HELP <command> tells more; mail to postmaster reaches a person", NULL };
 
 		for (size_t i = 0; i < NCOMMANDS; i++)
 			if (commands[i].enabled == NULL || commands[i].enabled(s->conf)) {
-				if (verbs[0] != '\0')
-					strlcat(verbs, " ", sizeof(verbs));
+				strlcat(verbs, " ", sizeof(verbs));
 				strlcat(verbs, commands[i].verb, sizeof(verbs));
 			}
-		reply_lines(s, 214, catalogue[RP_HELP].enh, lines);
+		reply_lines(s, RP_HELP, lines);
 		return;
 	}
 	if ((topic = command_find(arg, strlen(arg))) == NULL) {
@@ -1126,7 +1137,7 @@ cmd_help(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_BAD_TOPIC, "%s is not enabled here", topic->verb);
 		return;
 	}
-	reply_lines(s, 214, catalogue[RP_HELP].enh, (const char *const[]){ topic->help, NULL });
+	reply_lines(s, RP_HELP, (const char *const[]){ topic->help, NULL });
 }
 
 static void
@@ -1249,15 +1260,16 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 		c->refused(s, arg);
 }
 
+/* The catalogue's 421 with the enhanced code `enh` (4.3.0 when there is none). */
 void
 smtp_refuse(struct io *io, const char *hostname, const char *enh)
 {
-	char line[REPLY_MAX];
-	int n = snprintf(line, sizeof(line), "421 %s %s %s\r\n", enh, hostname,
-	    catalogue[RP_CONFIG].text);
+	enum reply r = RP_UNAVAILABLE;
 
-	if (n > 0 && (size_t)n < sizeof(line))
-		io_write(io, line, (size_t)n);
+	for (size_t i = 0; i < sizeof(catalogue) / sizeof(catalogue[0]); i++)
+		if (catalogue[i].code == 421 && strcmp(catalogue[i].enh, enh) == 0)
+			r = (enum reply)i;
+	render(io, hostname, r, false, NULL);
 	io_flush(io);
 }
 
@@ -1267,7 +1279,7 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 {
 	struct session s = { .conf = conf, .io = io, .router = router, .peer = peer,
 	    .le = le };
-	char line[LINE_MAX_PATH + 1], greeting[REPLY_MAX];
+	char line[LINE_MAX_PATH + 1];
 	enum state shown = 0;
 
 	if (peer->ip[0] != '\0')
@@ -1280,14 +1292,7 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	    peer->ip[0] ? peer->ip : "unknown", peer->host[0] ? peer->host : "unknown",
 	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf");
 
-	/* The greeting carries no enhanced code (RFC 2034 3). */
-	if (conf->accept_mail)
-		snprintf(greeting, sizeof(greeting), "220 %s ESMTP mailslot ready\r\n",
-		    conf->hostname);
-	else
-		snprintf(greeting, sizeof(greeting), "521 %s does not accept mail\r\n",
-		    conf->hostname);
-	put_line(&s, greeting, strlen(greeting));
+	reply_line(&s, conf->accept_mail ? RP_GREETING : RP_GREETING_NO_MAIL, false, NULL);
 
 	while (!s.done) {
 		size_t len = 0, raw = 0;
