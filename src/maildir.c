@@ -28,9 +28,12 @@
 #include "log.h"
 #include "maildir.h"
 
-/* Open a Maildir's subdirectory, creating it only when it is missing. */
+/*
+ * Open a Maildir's subdirectory, creating it only when it is missing
+ * (*made is then set: the caller fsyncs `root`, where its name is).
+ */
 static int
-subdir(int root, const char *name)
+subdir(int root, const char *name, bool *made)
 {
 	int fd;
 
@@ -38,6 +41,7 @@ subdir(int root, const char *name)
 	if (fd == -1 && errno == ENOENT) {
 		if (mkdirat(root, name, 0700) == -1 && errno != EEXIST)
 			return -1;
+		*made = true;
 		fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd != -1 && faccessat(root, name, W_OK | X_OK, AT_EACCESS) == -1) {
@@ -47,6 +51,36 @@ subdir(int root, const char *name)
 		return -1;
 	}
 	return fd;
+}
+
+/*
+ * A directory just made is not durable until the one that holds its name
+ * is synced: without it, a crash after the 250 can take the Maildir, and
+ * the message in it, away.
+ */
+static int
+sync_parent(const char *path)
+{
+	char parent[PATH_MAX];
+	char *slash;
+	int fd, r;
+
+	if (strlcpy(parent, path, sizeof(parent)) >= sizeof(parent)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/* "a/b/" is "a/b": the parent is "a". */
+	for (size_t n = strlen(parent); n > 1 && parent[n - 1] == '/'; n--)
+		parent[n - 1] = '\0';
+	if ((slash = strrchr(parent, '/')) == NULL)
+		strlcpy(parent, ".", sizeof(parent));
+	else
+		slash[slash == parent] = '\0';	/* "/x": the parent is "/" */
+	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
 }
 
 /*
@@ -84,7 +118,8 @@ maildir_keep(const struct maildir *md, const char *path)
 static int
 open_dirs(struct maildir *md, const char *path)
 {
-	int cur;
+	int cur = -1;
+	bool made = false;
 
 	if (ahead.valid && strcmp(path, ahead.path) == 0) {
 		ahead.valid = false;
@@ -102,14 +137,19 @@ open_dirs(struct maildir *md, const char *path)
 	if (md->root == -1 && errno == ENOENT) {
 		if (mkdir(path, 0700) == -1 && errno != EEXIST)
 			return -1;
+		if (sync_parent(path) == -1)
+			return -1;
 		md->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	if (md->root == -1)
 		return -1;
-	if ((md->tmp = subdir(md->root, "tmp")) == -1 ||
-	    (md->new = subdir(md->root, "new")) == -1 ||
-	    (cur = subdir(md->root, "cur")) == -1) {
+	if ((md->tmp = subdir(md->root, "tmp", &made)) == -1 ||
+	    (md->new = subdir(md->root, "new", &made)) == -1 ||
+	    (cur = subdir(md->root, "cur", &made)) == -1 ||
+	    (made && fsync(md->root) == -1)) {
 		int e = errno;
+		if (cur != -1)
+			close(cur);
 		if (md->tmp != -1)
 			close(md->tmp);
 		if (md->new != -1)

@@ -411,3 +411,42 @@ sized_maildirsize() {
 	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" '9003 octets'
 	assert_equal "$(rc_tmp_count bob)" 1	# quota_tree's partial file, nothing of ours
 }
+
+# The number of the first line of $MS_DIR/st after line $2 (default 0)
+# that matches the extended REGEX $1; 0: none.
+st_line() {
+	RE=$1 FROM=${2:-0} awk '
+	    NR > ENVIRON["FROM"] + 0 && $0 ~ ENVIRON["RE"] { print NR; found = 1; exit }
+	    END { if (!found) print 0 }' "$MS_DIR/st"
+}
+
+@test "maildirsize is written whole: tmp/, fsync, link or rename, fsync of the mailbox, then the reply" {
+	command -v strace >/dev/null || skip "no strace"
+	rc_skip_under_wrapper
+	rc_mailbox bob
+	local mb f w l s
+	mb=$(printf '%s' "$RC_MB/bob" | sed 's/[][\.*^$(){}+?|]/\\&/g')
+	# Made: linked where there was none.  Recalculated: renamed over the old one.
+	for how in link rename; do
+		[ "$how" = rename ] && printf '1000S\n600 1\n600 1\n' >"$RC_MB/bob/maildirsize"
+		MAILSLOT_WRAPPER="strace -f -qq -y -s 4096 -o $MS_DIR/st -e trace=openat,fsync,linkat,renameat,renameat2,rename,write"
+		run rc_rcpt bob@example.org -o quota=1000S
+		MAILSLOT_WRAPPER=
+		assert_reply 250 2.1.5 'Requested mail action okay, completed'
+		assert_equal "$(cat "$RC_MB/bob/maildirsize")" $'1000S\n0 0'
+		f=$(st_line "openat\\([0-9]+<$mb>, \"(tmp/[^\"]*maildirsize)\", O_WRONLY\\|O_CREAT\\|O_EXCL")
+		[ "$f" -gt 0 ] || fail "$how: no file made in tmp/: $(cat "$MS_DIR/st")"
+		s=$(st_line "fsync\\([0-9]+<$mb/tmp/[^>]*maildirsize>\\) = 0" "$f")
+		if [ "$how" = link ]; then
+			l=$(st_line "linkat\\([0-9]+<$mb>, \"tmp/[^\"]*\", [0-9]+<$mb>, \"maildirsize\", 0\\) = 0" "$s")
+		else
+			l=$(st_line "rename(at2?)?\\([0-9]+<$mb>, \"tmp/[^\"]*\", [0-9]+<$mb>, \"maildirsize\"(, 0)?\\) = 0" "$s")
+		fi
+		w=$(st_line 'write\([0-9]+<[^>]*>, "([^"]*\\n)?250 2\.1\.5 ')
+		[ "$s" -gt 0 ] && [ "$l" -gt "$s" ] || fail "$how: not synced ($s) before the $how ($l)"
+		d=$(st_line "fsync\\([0-9]+<$mb>\\) = 0" "$l")
+		[ "$d" -gt 0 ] && [ "$d" -lt "$w" ] ||
+			fail "$how: the mailbox is not synced after the $how ($l) and before the reply ($w): $d"
+		assert_equal "$(rc_tmp_count bob)" 0
+	done
+}
