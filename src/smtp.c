@@ -852,10 +852,9 @@ end_message(struct session *s)
 {
 	struct txn *tx = s->tx;
 	struct decoder *d = &tx->dec;
-	char name[MSG_NAMESIZE], id[64], e[ADDR_MAX_PATH * 4 + 1];
+	char name[MSG_NAMESIZE], id[64];
 	enum reply r = tx->refusal;
 	struct delivery *dv = tx->dv;
-	uint64_t size = tx->m->octets;
 	int err;
 
 	s->ntx++;
@@ -871,12 +870,14 @@ end_message(struct session *s)
 	tx->dv = NULL;		/* delivery_commit frees it, whatever happens */
 	strlcpy(id, delivery_id(dv), sizeof(id));
 	switch (delivery_commit(dv, name, sizeof(name), &err)) {
-	case DR_OK:
-		log_msg(LOG_INFO, "event=deliver id=%s from=<%s> rcpts=%zu "
-		    "size=%" PRIu64 " file=%s", id,
-		    esc(e, sizeof(e), tx->from.null ? "" : tx->from.text),
-		    tx->nrcpt, size, name);
+	case DR_OK:	/* delivery_commit logged each recipient's line */
 		reply(s, RP_QUEUED, "queued as %s", name);
+		break;
+	case DR_TERMINAL_TOO_BIG:
+		reply(s, RP_TOO_BIG, "message too big for a terminal");
+		break;
+	case DR_TERMINAL:
+		reply(s, RP_LOCAL_ERROR, "the terminal did not take the whole message");
 		break;
 	case DR_OVER_QUOTA:
 		reply(s, RP_OVER_QUOTA, "mailbox is full");
