@@ -233,6 +233,7 @@ soh_lines() {
 	printf '%b' "${BANNER}hello\r\n" >"$MS_DIR/want"
 	ms_assert_same "$MS_DIR/want" "$MS_DIR/t1.out" 'terminal'
 	assert_equal "$(rc_new_count bob)" 0
+	grep -q 'event=deliver .* to=<carol@example.org> via=mailbox ' "$MS_DIR/log"
 	rc_new_file carol >/dev/null
 }
 
@@ -309,6 +310,8 @@ soh_lines() {
 	assert_equal "$(grep -c $'^\x01' "$f")" 320
 	# The other recipient, not logged in, has its copy too.
 	rc_new_file carol >/dev/null
+	grep -q 'event=terminal .* whole=no$' "$MS_DIR/log"
+	grep -q 'event=deliver .* to=<bob@example.org> via=mailbox ' "$MS_DIR/log"
 }
 
 @test "SAML: a terminal that takes only part of the message: the mailbox has it whole, 250" {
