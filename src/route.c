@@ -718,6 +718,7 @@ route_rcpt(const struct router *r, const struct mailbox *mb, enum rmode mode,
 	const char *tag = NULL, *delim = c->recipient_delimiter;
 	enum route_status st = RT_LOCAL;
 	bool forwards = false, locals = false;
+	size_t first_fallback = SIZE_MAX;
 
 	memset(rt, 0, sizeof(*rt));
 	if (!mb->bare && !accepted_domain(r, addr_domain(mb))) {
@@ -738,17 +739,25 @@ route_rcpt(const struct router *r, const struct mailbox *mb, enum rmode mode,
 		}
 	}
 
+	rt->mode = mode;
 	if (mode != RM_MAILBOX && c->terminal_delivery && logged_in(base)) {
 		if (add_target(rt, TK_TERMINAL, NULL, NULL, base) == -1)
 			st = RT_LOCAL_ERROR;
+		/*
+		 * SOML (RFC 821 4.1.1): the terminal, or the mailbox when the
+		 * terminal does not take the whole message.  Which one is known
+		 * only after the data, so the mailbox is judged now, as for MAIL.
+		 */
 		if (mode == RM_EITHER)
-			mode = RM_TERMINAL;	/* SOML: the terminal is enough */
+			first_fallback = rt->n;
 	} else if (mode == RM_TERMINAL) {
 		rt->st = RT_NOT_LOGGED_IN;
 		return;
 	}
 	if (st == RT_LOCAL && mode != RM_TERMINAL)
 		st = mailboxes_of(r, lname, tag != NULL ? base : lname, tag, rt);
+	for (size_t i = first_fallback; i < rt->n; i++)
+		rt->t[i].fallback = true;
 
 	for (size_t i = 0; i < rt->n && st == RT_LOCAL; i++) {
 		struct target *t = &rt->t[i];
