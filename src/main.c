@@ -298,6 +298,8 @@ main(int argc, char *argv[], char *envp[])
 	}
 
 	find_peer(rfd, &peer);
+	if (router != NULL)
+		route_local_address(router, rfd);
 	le = (enum line_endings)conf.line_endings;
 	/*
 	 * lf only for a person typing: a pipe may be a TLS wrapper's
