@@ -535,8 +535,10 @@ to_tty(const char *line, void *arg)
 	if (fstat(tty, &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP) &&
 	    !seen(j->done, &j->ndone, sizeof(j->done) / sizeof(j->done[0]), st.st_rdev)) {
 		to_terminal(tty, j->d, j->fd);
+		char q[LOG_QUOTED(64)];
+
 		log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s", j->d->id,
-		    j->login, line);
+		    log_quote(q, sizeof(q), j->login, strlen(j->login)), line);
 	}
 	close(tty);
 	return 0;

@@ -191,10 +191,10 @@ static void
 log_problems(char *text)
 {
 	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-		char e[1024];
+		char e[LOG_QUOTED(256)];
 
-		log_msg(LOG_ERR, "event=config problem=\"%s\"",
-		    log_esc(e, sizeof(e), line, strlen(line)));
+		log_msg(LOG_ERR, "event=config problem=%s",
+		    log_quote(e, sizeof(e), line, strlen(line)));
 	}
 }
 

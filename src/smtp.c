@@ -287,13 +287,13 @@ respond(struct session *s, enum reply r, bool count, const char *detail)
 	if (code < 400)
 		return;
 	{
-		char esc[256] = "";
+		char cmd[LOG_QUOTED(64)], why[LOG_QUOTED(REPLY_MAX / 2)];
 
-		if (s->cmd != NULL)
-			log_esc(esc, sizeof(esc), s->cmd, s->cmdlen);
 		log_msg(code >= 500 ? LOG_NOTICE : LOG_WARNING,
-		    "event=refuse code=%d enh=%s command=\"%s\" reason=\"%s\"",
-		    code, catalogue[r].enh, esc, detail ? detail : "");
+		    "event=refuse code=%d enh=%s command=%s reason=%s",
+		    code, catalogue[r].enh,
+		    log_quote(cmd, sizeof(cmd), s->cmd, s->cmd ? s->cmdlen : 0),
+		    log_quote(why, sizeof(why), detail, detail ? strlen(detail) : 0));
 	}
 	if (count && code != 421 && ++s->errors >= s->conf->max_errors && !s->done) {
 		reply_line(s, RP_TOO_MANY_ERRORS, false, "too many errors");
@@ -852,7 +852,8 @@ end_message(struct session *s)
 {
 	struct txn *tx = s->tx;
 	struct decoder *d = &tx->dec;
-	char name[MSG_NAMESIZE], id[64], e[ADDR_MAX_PATH * 4 + 1];
+	char name[MSG_NAMESIZE], id[64], from[ADDR_MAX_PATH + 3];
+	char e[LOG_QUOTED(sizeof(from))];
 	enum reply r = tx->refusal;
 	struct delivery *dv = tx->dv;
 	uint64_t size = tx->m->octets;
@@ -872,9 +873,9 @@ end_message(struct session *s)
 	strlcpy(id, delivery_id(dv), sizeof(id));
 	switch (delivery_commit(dv, name, sizeof(name), &err)) {
 	case DR_OK:
-		log_msg(LOG_INFO, "event=deliver id=%s from=<%s> rcpts=%zu "
-		    "size=%" PRIu64 " file=%s", id,
-		    esc(e, sizeof(e), tx->from.null ? "" : tx->from.text),
+		snprintf(from, sizeof(from), "<%s>", tx->from.null ? "" : tx->from.text);
+		log_msg(LOG_INFO, "event=deliver id=%s from=%s rcpts=%zu "
+		    "size=%" PRIu64 " file=%s", id, log_quote(e, sizeof(e), from, strlen(from)),
 		    tx->nrcpt, size, name);
 		reply(s, RP_QUEUED, "queued as %s", name);
 		break;
