@@ -44,6 +44,20 @@ SESSION='EHLO c.example\r\nFOO\x1b[31m\x01\xff\r\nMAIL FROM:<a@b.example>\r\nRCP
 	assert_output 0
 }
 
+@test "log: hostile values in every client field stay inside their own field" {
+	# HELO/EHLO names, MAIL and RCPT addresses (refused and delivered), the
+	# VRFY, EXPN and HELP arguments, unknown verbs, and the replies that
+	# quote them: quotes, backslashes, spaces, '=', CR, NUL, ESC, TAB,
+	# UTF-8, invalid 8-bit.  tests/lib/logfields.py reads the log as
+	# key=value fields and finds exactly the ones mailslot wrote.
+	python3 "$MS_LIB/logfields.py" session "$MS_DIR/hostile"
+	run smtp_pipe_file "$MS_DIR/hostile" -o domains=example.org -o max_errors=1000
+	assert_success
+	assert_line --partial ' queued as '
+	run python3 "$MS_LIB/logfields.py" check "$MS_DIR/log"
+	[ "$status" -eq 0 ] || fail "$output"
+}
+
 @test "log: the message body is never logged" {
 	run smtp_pipe "$SESSION"
 	assert_success
