@@ -7,6 +7,7 @@
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -186,6 +187,45 @@ drop_privileges(const struct config *c)
 	return 0;
 }
 
+/* What only the account that delivers can tell. */
+static int
+check_access(const struct config *c, FILE *err)
+{
+	return conf_program_ok("forward_command", c->forward_command, err) +
+	    conf_check_maildir(c, err);
+}
+
+/*
+ * -t: whether forward_command can be run and the catch-all Maildir written
+ * or created, judged as the account that would do it.  Started as root
+ * with `user`, a child becomes that account (as a connection would) and
+ * checks; root itself could write anywhere.  Returns the number of
+ * problems (printed to err), or 1 when the child failed.
+ */
+static int
+check_as_user(const struct config *c, FILE *err)
+{
+	pid_t pid;
+	int status;
+
+	if (geteuid() != 0 || c->user[0] == '\0')
+		return check_access(c, err);
+	fflush(err);
+	if ((pid = fork()) == -1) {
+		fprintf(err, "mailslot: maildir: cannot check: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		if (drop_privileges(c) == -1)
+			_exit(1);
+		_exit(check_access(c, err) == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			return 1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
 /* Hand configuration problems to the log, line by line. */
 static void
 log_problems(char *text)
@@ -272,6 +312,14 @@ main(int argc, char *argv[], char *envp[])
 	if (check) {
 		if (nproblems == 0)
 			nproblems += tls_check(&conf, stderr);
+		/*
+		 * What a connection finds out only when it writes: for -t, not
+		 * at connection start, where a broken forward_command fails its
+		 * forwards (451) but not local mail, and a Maildir that cannot
+		 * be made is a 421 4.3.0 by itself.
+		 */
+		if (nproblems == 0)
+			nproblems += check_as_user(&conf, stderr);
 		fputs(problems_text, stderr);
 		if (nproblems == 0)
 			conf_dump(&conf, stdout);
