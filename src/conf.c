@@ -483,6 +483,27 @@ conf_finish(struct config *c, FILE *err)
 }
 
 void
+conf_list_keys(FILE *out)
+{
+	size_t col = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t n = strlen(keys[i].name) + 1;	/* and "," or "." */
+
+		if (col == 0 || col + 1 + n > 76) {
+			fputs(col == 0 ? "  " : "\n  ", out);
+			col = 2;
+		} else {
+			fputc(' ', out);
+			col++;
+		}
+		fprintf(out, "%s%c", keys[i].name, i + 1 < NKEYS ? ',' : '.');
+		col += n;
+	}
+	fputc('\n', out);
+}
+
+void
 conf_dump(const struct config *c, FILE *out)
 {
 	for (size_t i = 0; i < NKEYS; i++) {

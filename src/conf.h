@@ -68,6 +68,9 @@ int conf_program_ok(const char *key, const char *cmd, FILE *err);
 /* For -t: the catch-all Maildir can be written, or created (see conf.c). */
 int conf_check_maildir(const struct config *, FILE *err);
 
+/* Print every key's name, from the one table, wrapped for --help. */
+void conf_list_keys(FILE *out);
+
 /* Print every key with its current value, as a file conf_load_file reads. */
 void conf_dump(const struct config *, FILE *out);
 

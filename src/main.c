@@ -50,10 +50,7 @@ static const char help[] =
     "  -V             print the version and exit\n"
     "  --help         this text\n"
     "\n"
-    "Keys: hostname, maildir, max_message_size, max_recipients, command_timeout,\n"
-    "data_timeout, max_errors, min_free_space, vrfy, expn, terminal_delivery,\n"
-    "accept_mail, line_endings, tls_certificate, tls_key, tls_protocols,\n"
-    "tls_ciphers, tls_required.  See mailslot(8) and mailslot.conf(5).\n";
+    "Keys (mailslot.conf(5); mailslot -t prints them with their values):\n";
 
 /*
  * The process title is written over the argv and environment strings, so
@@ -260,6 +257,8 @@ main(int argc, char *argv[], char *envp[])
 		if (strcmp(argv[i], "--help") == 0) {
 			fputs(usage, stdout);
 			fputs(help, stdout);
+			conf_list_keys(stdout);
+			fputs("See mailslot(8) and mailslot.conf(5).\n", stdout);
 			return 0;
 		}
 

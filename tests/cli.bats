@@ -19,6 +19,21 @@ teardown() { ms_teardown; }
 	assert_line --index 0 --regexp '^usage: mailslot '
 }
 
+@test "--help and mailslot.conf(5) name every key -t prints" {
+	local keys key help missing=
+	run ms -t
+	assert_success
+	keys=$(sed -n 's/^\([a-z_]*\) = .*/\1/p' <<<"$output")
+	[ "$(wc -l <<<"$keys")" -ge 25 ] || fail "too few keys from -t: $keys"
+	help=$(ms --help)
+	for key in $keys; do
+		grep -qE "(^| )$key[,.]" <<<"$help" || missing+=" --help:$key"
+		grep -qE "^\.It Cm ([a-z_]+ , )*$key( |$)" "$MS_REPO/man/mailslot.conf.5" ||
+		    missing+=" mailslot.conf.5:$key"
+	done
+	[ -z "$missing" ] || fail "not documented:$missing"
+}
+
 @test "-V: the version, exit 0" {
 	run ms -V
 	assert_success
