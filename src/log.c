@@ -22,6 +22,12 @@
 #include "log.h"
 #include "sd.h"
 
+/*
+ * Room for a line: enough for its longest, the delivery line with three
+ * quoted values (sender, recipient, Message-ID) that may all be escaped.
+ */
+#define LOG_LINE_MAX	4096
+
 static enum log_target target = LOG_TO_STDERR;
 static char session[32] = "-";
 
@@ -78,7 +84,7 @@ log_open(void)
 void
 log_msg(int prio, const char *fmt, ...)
 {
-	char buf[64 + 2048], *line = buf;
+	char buf[64 + LOG_LINE_MAX], *line = buf;
 	int saved = errno, pre = 0;
 	va_list ap;
 
@@ -91,7 +97,7 @@ log_msg(int prio, const char *fmt, ...)
 		line = buf + pre;
 	}
 	va_start(ap, fmt);
-	vsnprintf(line, 2048, fmt, ap);
+	vsnprintf(line, LOG_LINE_MAX, fmt, ap);
 	va_end(ap);
 
 	switch (target) {
@@ -158,4 +164,13 @@ log_quote(char *dst, size_t dstsize, const char *src, size_t len)
 	dst[1 + len] = '"';
 	dst[2 + len] = '\0';
 	return dst;
+}
+
+char *
+log_quote_path(char *dst, size_t dstsize, const char *addr)
+{
+	char path[1024];
+
+	snprintf(path, sizeof(path), "<%s>", addr != NULL ? addr : "");
+	return log_quote(dst, dstsize, path, strlen(path));
 }

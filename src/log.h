@@ -30,6 +30,9 @@ void log_msg(int prio, const char *fmt, ...)
 char *log_quote(char *dst, size_t dstsize, const char *src, size_t len);
 #define LOG_QUOTED(n)	(4 * (n) + 3)
 
+/* An address as a path, "<addr>", through log_quote: from="<a@b.example>". */
+char *log_quote_path(char *dst, size_t dstsize, const char *addr);
+
 /*
  * Would strnvis() with VIS_CSTYLE | VIS_OCTAL | VIS_NL | VIS_TAB (and
  * VIS_DQ when `dq`) change any of these octets?  Most text needs no
