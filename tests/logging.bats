@@ -108,15 +108,15 @@ WHO="EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nR
 	f=$(basename "$(ms_new_file)")
 	id=${f%%.mx.test*}
 	for a in bob@example.org carol@example.net; do
-		run grep -c "event=deliver id=$id from=<a@b.example> to=<$a> via=mailbox msgid=\"<m1.2@c.example>\" size=[0-9]* file=$f\$" "$MS_DIR/log"
+		run grep -c "event=deliver id=$id from=\"<a@b.example>\" to=\"<$a>\" via=mailbox msgid=\"<m1.2@c.example>\" size=[0-9]* file=$f\$" "$MS_DIR/log"
 		assert_output 1
 	done
 	run grep -c 'event=deliver ' "$MS_DIR/log"
 	assert_output 2
 	# Refused: each found by its whole address, on its refusal line.
-	run grep -c "event=refuse code=550 .* to=<no-such-$WHO_MB@elsewhere.example>\$" "$MS_DIR/log"
+	run grep -c "event=refuse code=550 .* to=\"<no-such-$WHO_MB@elsewhere.example>\"\$" "$MS_DIR/log"
 	assert_output 1
-	run grep -c 'event=refuse code=553 .* to=<x/y@example.org>$' "$MS_DIR/log"
+	run grep -c 'event=refuse code=553 .* to="<x/y@example.org>"$' "$MS_DIR/log"
 	assert_output 1
 }
 
