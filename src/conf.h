@@ -59,6 +59,18 @@ int conf_override(struct config *, const char *kv, FILE *err);
 /* Fill the values that depend on the environment (hostname, maildir). */
 int conf_finish(struct config *, FILE *err);
 
+/*
+ * The first word of a program key (forward_command) names an executable
+ * file by its absolute path; else a problem, printed, and 1.
+ */
+int conf_program_ok(const char *key, const char *cmd, FILE *err);
+
+/* For -t: the catch-all Maildir can be written, or created (see conf.c). */
+int conf_check_maildir(const struct config *, FILE *err);
+
+/* Print every key's name, from the one table, wrapped for --help. */
+void conf_list_keys(FILE *out);
+
 /* Print every key with its current value, as a file conf_load_file reads. */
 void conf_dump(const struct config *, FILE *out);
 

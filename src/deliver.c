@@ -424,7 +424,7 @@ forward(struct delivery *d, const struct fwd *f)
 	struct msg *p = d->primary;
 	const char *rcpt = d->who[f->who].rcpt;
 	char *words = strdup(c->forward_command), *save = NULL, **argv;
-	char *head, e[4 * ADDR_MAX_PATH + 1];
+	char *head, e[LOG_QUOTED(ADDR_MAX_PATH + 2)];
 	size_t argc = 0, max = f->nto + 8, hn;
 	int fds[2], status = 0;
 	bool fed;
@@ -501,8 +501,8 @@ forward(struct delivery *d, const struct fwd *f)
 	}
 	if (!fed)
 		return -1;
-	log_msg(LOG_INFO, "event=forward id=%s rcpt=<%s> to=%zu", d->id,
-	    log_esc(e, sizeof(e), rcpt, strlen(rcpt)), f->nto);
+	log_msg(LOG_INFO, "event=forward id=%s rcpt=%s to=%zu", d->id,
+	    log_quote_path(e, sizeof(e), rcpt), f->nto);
 	return 0;
 }
 
@@ -625,8 +625,10 @@ to_tty(const char *line, void *arg)
 	d->ttys[d->nttys] = st.st_rdev;
 	d->tty_whole[d->nttys++] = whole;
 	j->whole |= whole;
+	char q[LOG_QUOTED(64)];
+
 	log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s whole=%s", d->id,
-	    j->login, line, whole ? "yes" : "no");
+	    log_quote(q, sizeof(q), j->login, strlen(j->login)), line, whole ? "yes" : "no");
 	close(tty);
 	return 0;
 }
@@ -730,11 +732,11 @@ static void
 log_delivered(const struct delivery *d, const char *name)
 {
 	const struct msg *p = d->primary;
-	char from[4 * ADDR_MAX_PATH + 1], to[4 * ADDR_MAX_PATH + 1];
-	char msgid[4 * sizeof(d->msgid) + 1];
+	char from[LOG_QUOTED(ADDR_MAX_PATH + 2)], to[LOG_QUOTED(ADDR_MAX_PATH + 2)];
+	char msgid[LOG_QUOTED(sizeof(d->msgid))];
 
-	log_esc(from, sizeof(from), d->tr.sender, strlen(d->tr.sender));
-	log_esc(msgid, sizeof(msgid), d->msgid, strlen(d->msgid));
+	log_quote_path(from, sizeof(from), d->tr.sender);
+	log_quote(msgid, sizeof(msgid), d->msgid, strlen(d->msgid));
 	for (size_t i = 0; i < d->nwho; i++) {
 		const struct who *w = &d->who[i];
 		bool mbox = w->mailbox || (w->fell_back && w->fb_mailbox);
@@ -747,9 +749,9 @@ log_delivered(const struct delivery *d, const char *name)
 			strlcat(via, via[0] ? ",forward" : "forward", sizeof(via));
 		if (w->whole)
 			strlcat(via, via[0] ? ",terminal" : "terminal", sizeof(via));
-		log_msg(LOG_INFO, "event=deliver id=%s from=<%s> to=<%s> via=%s "
-		    "msgid=\"%s\" size=%" PRIu64 " file=%s", d->id, from,
-		    log_esc(to, sizeof(to), w->rcpt, strlen(w->rcpt)),
+		log_msg(LOG_INFO, "event=deliver id=%s from=%s to=%s via=%s "
+		    "msgid=%s size=%" PRIu64 " file=%s", d->id, from,
+		    log_quote_path(to, sizeof(to), w->rcpt),
 		    via[0] ? via : "none", msgid, p->octets, name);
 	}
 }

@@ -303,17 +303,18 @@ respond(struct session *s, enum reply r, bool count, const char *detail)
 	if (code < 400)
 		return;
 	{
-		char esc[256] = "", to[4 * ADDR_MAX_PATH + 1] = "";
+		char cmd[LOG_QUOTED(64)], why[LOG_QUOTED(REPLY_MAX / 4)];
+		char to[LOG_QUOTED(ADDR_MAX_PATH + 2)] = "";
 
-		if (s->cmd != NULL)
-			log_esc(esc, sizeof(esc), s->cmd, s->cmdlen);
 		/* A refused recipient is found by its address, whole (the command is cut). */
 		if (s->rcpt != NULL)
-			log_esc(to, sizeof(to), s->rcpt, strlen(s->rcpt));
+			log_quote_path(to, sizeof(to), s->rcpt);
 		log_msg(code >= 500 ? LOG_NOTICE : LOG_WARNING,
-		    "event=refuse code=%d enh=%s command=\"%s\" reason=\"%s\"%s%s%s",
-		    code, catalogue[r].enh, esc, detail ? detail : "",
-		    s->rcpt != NULL ? " to=<" : "", to, s->rcpt != NULL ? ">" : "");
+		    "event=refuse code=%d enh=%s command=%s reason=%s%s%s",
+		    code, catalogue[r].enh,
+		    log_quote(cmd, sizeof(cmd), s->cmd, s->cmd ? s->cmdlen : 0),
+		    log_quote(why, sizeof(why), detail, detail ? strlen(detail) : 0),
+		    s->rcpt != NULL ? " to=" : "", to);
 	}
 	if (count && code != 421 && ++s->errors >= s->conf->max_errors && !s->done) {
 		reply_line(s, RP_TOO_MANY_ERRORS, false, "too many errors");

@@ -423,6 +423,7 @@ EOF
 }
 
 @test "-t: a good pair passes quietly; one expiring within 14 days is a warning, still 0" {
+	ms_own_tree "${MS_OPTS[@]}"	# -t checks that the Maildir can be made
 	run "$MAILSLOT" -t "${MS_OPTS[@]}" "${TLS_OPTS[@]}"
 	assert_success
 	refute_output --partial 'warning'
@@ -447,6 +448,7 @@ EOF
 }
 
 @test "\$CREDENTIALS_DIRECTORY/tls.crt and tls.key are used when no pair is configured" {
+	ms_own_tree "${MS_OPTS[@]}"	# -t checks that the Maildir can be made
 	CREDENTIALS_DIRECTORY=$PKI/creds run "$MAILSLOT" -t "${MS_OPTS[@]}"
 	assert_success
 	assert_output --partial "$PKI/creds/tls.crt"
