@@ -8,7 +8,8 @@
 # the fuzzer's coverage instrumentation; src/*.o are not touched.  New
 # inputs go to build/fuzz/corpus/<target>/, crashes to build/fuzz/; the
 # committed seeds (tests/fuzz/<target>/seed/) are only read.  A crash worth
-# keeping is copied into tests/fuzz/<target>/regress/.
+# keeping is copied into tests/fuzz/<target>/regress/.  A target's own
+# libFuzzer options, if it needs any, are in tests/fuzz/<target>.options.
 
 FUZZ_CC		?= clang-14
 FUZZ_TIME	?= 60
@@ -57,7 +58,7 @@ fuzz-check: fuzz-build
 			{ tail -n 40 $(FUZZ_DIR)/replay-$$t.log; exit 1; }; \
 		echo "fuzz $$t: $(FUZZ_CHECK_TIME) s" && \
 		nice -n 10 $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_CHECK_TIME) -timeout=$(FUZZ_TIMEOUT) \
-			-dict=tests/fuzz/$$t.dict -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
+			$$(cat tests/fuzz/$$t.options 2>/dev/null) -dict=tests/fuzz/$$t.dict -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
 			$(FUZZ_DIR)/corpus/$$t tests/fuzz/$$t/seed \
 			2>$(FUZZ_DIR)/check-$$t.log || \
 			{ tail -n 40 $(FUZZ_DIR)/check-$$t.log; exit 1; }; \
@@ -68,7 +69,7 @@ fuzz: fuzz-build
 		mkdir -p $(FUZZ_DIR)/corpus/$$t && \
 		echo "fuzz $$t: $(FUZZ_TIME) s" && \
 		nice -n 10 $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_TIME) -timeout=$(FUZZ_TIMEOUT) \
-			-print_final_stats=1 \
+			-print_final_stats=1 $$(cat tests/fuzz/$$t.options 2>/dev/null) \
 			-dict=tests/fuzz/$$t.dict -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
 			$(FUZZ_DIR)/corpus/$$t tests/fuzz/$$t/seed || exit 1; \
 	done
