@@ -32,15 +32,16 @@
  * The oracles: no crash, leak or hang (libFuzzer, ASan, UBSan); every
  * output line is a reply line ("ddd" then " " or "-", CRLF, at most 512
  * octets); every "250 2.0.0 queued as NAME" names a file in new/, and
- * new/ holds nothing else; tmp/ and cur/ are empty; and no marker ever
- * runs: a marker is "HELP XMARK-k", whose 504 would echo "XMARK-k", and it
- * is placed only where the bytes must be data.  Inputs that contain
- * "XMARK" or "XSYNC" themselves are skipped, so a marker's echo can only
- * come from a marker.
+ * new/ holds nothing else; tmp/ and cur/ are empty; no descriptor is left
+ * open from one run to the next; and no marker ever runs.  A marker is
+ * "HELP XMARK-k", whose 504 would echo "XMARK-k", placed only where the
+ * bytes must be data.  Inputs that contain "XMARK" or "XSYNC" themselves
+ * are skipped, so a marker's echo can only come from a marker.
  *
  * The log goes nowhere (log_msg is wrapped at link time, the line still
- * formatted; FUZZ_SESSION_LOG=1 prints it, and the replies), and the process title is left
- * alone (setproctitle is wrapped too).  The Maildir is made once under
+ * formatted; FUZZ_SESSION_LOG=1 prints it, and the replies), and the
+ * process title is left alone (setproctitle is wrapped too).  The Maildir
+ * is made once under
  * $TMPDIR (else /dev/shm, else /tmp) and emptied after every input.
  */
 #include <sys/stat.h>
@@ -492,6 +493,21 @@ check_replies(const struct client *c)
 	}
 }
 
+/* Open descriptors: a session that leaks one leaks it every run, and runs are many. */
+static size_t
+open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t n = 0;
+
+	if (d == NULL)
+		return 0;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
 static bool
 has_token(const uint8_t *p, size_t n, const char *tok)
 {
@@ -568,6 +584,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (has_token((const uint8_t *)c.out, c.olen, "XMARK"))
 		fail("a marker placed in data ran as a command", c.out, c.olen);
 	check_maildir(&c);
+	if (open_fds() > 64)
+		fail("descriptors are left open", NULL, 0);
 
 	piece_reset(&c);
 	free(c.out);
