@@ -13,6 +13,7 @@
  */
 #include <sys/types.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -81,12 +82,12 @@ static const struct {
 	[RP_TOO_MANY_ERRORS]  = { 421, "4.7.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_UNUSABLE]         = { 450, "4.2.1", 0, "Requested mail action not taken: mailbox unavailable" },
 	[RP_LOCAL_ERROR]      = { 451, "4.3.0", 0, "Requested action aborted: local error in processing" },
-	[RP_MAILBOX_FULL]     = { 452, "4.2.2", 0, "Requested action not taken: insufficient system storage" },
+	[RP_MAILBOX_FULL]     = { 452, "4.2.2", 0, "Requested action not taken: mailbox full" },
 	[RP_NO_STORAGE]       = { 452, "4.3.1", 0, "Requested action not taken: insufficient system storage" },
-	[RP_TOO_MANY_RCPTS]   = { 452, "4.5.3", 0, "Requested action not taken: insufficient system storage" },
+	[RP_TOO_MANY_RCPTS]   = { 452, "4.5.3", 0, "Requested action not taken: too many recipients" },
 	[RP_TLS_UNAVAILABLE]  = { 454, "4.7.0", 0, "TLS not available due to temporary reason" },
 	[RP_UNRECOGNIZED]     = { 500, "5.5.1", 0, "Syntax error, command unrecognized" },
-	[RP_LINE_TOO_LONG]    = { 500, "5.5.2", 0, "Syntax error, command unrecognized" },
+	[RP_LINE_TOO_LONG]    = { 500, "5.5.2", 0, "Syntax error, line too long" },
 	[RP_NUL]              = { 500, "5.5.2", 0, "Syntax error, command unrecognized" },
 	[RP_BAD_RCPT]         = { 501, "5.1.3", 0, "Syntax error in parameters or arguments" },
 	[RP_BAD_SENDER]       = { 501, "5.1.7", 0, "Syntax error in parameters or arguments" },
@@ -706,7 +707,14 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 			return;
 		}
 	if (tx->nrcpt >= (size_t)s->conf->max_recipients) {
-		reply(s, RP_TOO_MANY_RCPTS, "too many recipients");
+		char d[ADDR_MAX_PATH + 3];
+
+		/*
+		 * RFC 5321 4.5.3.1.10: the client sends the rest in another
+		 * transaction; this is no client error, and not counted.
+		 */
+		snprintf(d, sizeof(d), "<%s>", to.text);
+		respond(s, RP_TOO_MANY_RCPTS, false, d);
 		return;
 	}
 	if (tx->nrcpt == tx->cap) {
@@ -925,7 +933,31 @@ cmd_data(struct session *s, const struct command *c, char *arg)
 	end_message(s);
 }
 
-/* BDAT refused before its handler ran (sequence, no-mail mode): drain it. */
+/*
+ * One framing rule for BDAT (RFC 3030): a line that begins as BDAT has a
+ * chunk after it, whatever is wrong with the line, and the chunk's octets
+ * are never taken as commands.  A refused BDAT line is followed by reading
+ * and dropping exactly its chunk when the size could be read from the whole
+ * line (bdat_refused), else by 421 4.5.0 and the end of the session, since
+ * nothing tells where the chunk ends (lost_sync).
+ */
+static bool
+bdat_line(const char *line, size_t len)
+{
+	return len >= 4 && strncasecmp(line, "BDAT", 4) == 0 &&
+	    (len == 4 || !isalnum((unsigned char)line[4]));
+}
+
+static void
+lost_sync(struct session *s)
+{
+	if (s->done)
+		return;		/* closing already (max_errors): nothing more is read */
+	reply(s, RP_LOST_SYNC, "cannot find the end of the chunk");
+	s->done = true;
+}
+
+/* BDAT refused before its handler ran (sequence, no-mail mode, length): drain it. */
 static void
 bdat_refused(struct session *s, char *arg)
 {
@@ -933,8 +965,7 @@ bdat_refused(struct session *s, char *arg)
 	bool last, ok;
 
 	if (!addr_bdat(arg, &size, &last, &ok)) {
-		reply(s, RP_LOST_SYNC, "BDAT size unreadable");
-		s->done = true;
+		lost_sync(s);
 		return;
 	}
 	if (s->tx == NULL) {
@@ -958,8 +989,7 @@ cmd_bdat(struct session *s, const struct command *c, char *arg)
 	(void)c;
 	if (!addr_bdat(arg, &size, &last, &ok)) {
 		reply(s, RP_SYNTAX, "BDAT size is not a 64-bit number");
-		reply(s, RP_LOST_SYNC, "cannot find the end of the chunk");
-		s->done = true;
+		lost_sync(s);
 		return;
 	}
 	again = tx->refusal != RP_NONE;		/* an earlier chunk was refused */
@@ -1177,14 +1207,18 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 	s->cmdlen = len;
 	if (memchr(line, '\0', len) != NULL) {
 		reply(s, RP_NUL, "NUL octet in command line");
+		if (bdat_line(line, len))
+			lost_sync(s);	/* where the line was cut is anyone's guess */
 		return;
 	}
 	vlen = strcspn(line, " ");
 	if ((c = command_find(line, vlen)) == NULL) {
 		if (raw > LINE_MAX_CMD)
-			reply(s, RP_LINE_TOO_LONG, "line too long");
+			reply(s, RP_LINE_TOO_LONG, NULL);
 		else
 			reply(s, RP_UNRECOGNIZED, NULL);
+		if (bdat_line(line, len))
+			lost_sync(s);	/* "BDAT<TAB>21": a chunk may follow */
 		return;
 	}
 	arg = line + vlen;
@@ -1195,7 +1229,7 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 		*--end = '\0';
 
 	if (raw > LINE_MAX_CMD && !(c->args & A_LONG))
-		reply(s, RP_LINE_TOO_LONG, "line too long");
+		reply(s, RP_LINE_TOO_LONG, NULL);
 	/* RFC 1846: in no-mail mode every command but QUIT is answered 521. */
 	else if (!s->conf->accept_mail && c->fn != cmd_quit)
 		reply(s, RP_NO_MAIL, NULL);
@@ -1271,7 +1305,12 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 			dispatch(&s, line, len, raw);
 			break;
 		case IO_LONG:
-			reply(&s, RP_LINE_TOO_LONG, "line too long");
+			s.cmd = line;
+			s.cmdlen = len;
+			reply(&s, RP_LINE_TOO_LONG, NULL);
+			/* Only the line's start was kept: a BDAT size in it cannot be trusted. */
+			if (bdat_line(line, len))
+				lost_sync(&s);
 			break;
 		case IO_TIMEOUT:
 			reply(&s, RP_TIMEOUT, "timeout exceeded");

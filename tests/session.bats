@@ -445,7 +445,7 @@ free_bytes() {
 	done
 	run reply_to "$EM$in" 'RCPT TO:<r4@example.org>' -o max_recipients=3
 	assert_success
-	assert_reply 452 4.5.3 "$STORAGE"
+	assert_reply 452 4.5.3 'Requested action not taken: too many recipients'
 	run reply_to "$EM${in%RCPT TO:<r3*}" 'RCPT TO:<r3@example.org>' -o max_recipients=3
 	assert_success
 	assert_reply 250 2.1.5 "$OK"
