@@ -43,15 +43,17 @@
  *
  * The log goes nowhere (log_msg is wrapped at link time, the line still
  * formatted; FUZZ_SESSION_LOG=1 prints it, and the replies), and the
- * process title is left alone (setproctitle is wrapped too).  The Maildir
- * is made once under
- * $TMPDIR (else /dev/shm, else /tmp) and emptied after every input.
+ * process title is left alone (setproctitle is wrapped too).  The Maildir,
+ * fuzz_session.<pid> under $TMPDIR (else /dev/shm, else /tmp), is made
+ * once, emptied after every input, and removed by the next run once this
+ * process is gone.
  */
 #include <sys/stat.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -394,7 +396,7 @@ static const struct transport mem_transport = { "memory", mem_read, mem_write };
 static char maildir[256];
 
 static void
-remove_maildir(void)
+remove_dir(const char *dir)
 {
 	static const char *const sub[] = { "new", "cur", "tmp" };
 	char path[300];
@@ -403,7 +405,7 @@ remove_maildir(void)
 		DIR *d;
 		struct dirent *e;
 
-		snprintf(path, sizeof(path), "%s/%s", maildir, sub[i]);
+		snprintf(path, sizeof(path), "%s/%s", dir, sub[i]);
 		if ((d = opendir(path)) != NULL) {
 			while ((e = readdir(d)) != NULL)
 				if (e->d_name[0] != '.')
@@ -412,7 +414,43 @@ remove_maildir(void)
 		}
 		rmdir(path);
 	}
-	rmdir(maildir);
+	rmdir(dir);
+}
+
+static void
+remove_maildir(void)
+{
+	remove_dir(maildir);
+}
+
+/*
+ * libFuzzer ends without running atexit() handlers when it stops or finds
+ * something, so the Maildirs of processes that are gone are removed here.
+ */
+static void
+remove_stale(const char *base)
+{
+	DIR *d = opendir(base);
+	struct dirent *e;
+	char path[300];
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		const char *pid = e->d_name + strlen("fuzz_session.");
+		char *end;
+		long n;
+
+		if (strncmp(e->d_name, "fuzz_session.", strlen("fuzz_session.")) != 0)
+			continue;
+		n = strtol(pid, &end, 10);
+		/* Only where no such process is left: another fuzzer's stays. */
+		if (*end != '\0' || n <= 0 || kill((pid_t)n, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+		remove_dir(path);
+	}
+	closedir(d);
 }
 
 static void
@@ -424,9 +462,10 @@ setup(struct config *conf, struct router **router)
 
 	if (base == NULL || access(base, W_OK) != 0)
 		base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-	snprintf(maildir, sizeof(maildir), "%s/fuzz_session.XXXXXX", base);
-	if (mkdtemp(maildir) == NULL)
-		fail("mkdtemp", NULL, 0);
+	remove_stale(base);
+	snprintf(maildir, sizeof(maildir), "%s/fuzz_session.%ld", base, (long)getpid());
+	if (mkdir(maildir, 0700) == -1)
+		fail("mkdir", NULL, 0);
 	atexit(remove_maildir);
 	conf_defaults(conf);
 	snprintf(kv, sizeof(kv), "maildir=%s", maildir);
