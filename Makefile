@@ -243,3 +243,11 @@ check-valgrind: all
 .PHONY: asan check-asan check-valgrind
 
 include tests/fuzz/fuzz.mk
+
+# The crash-state checker (tests/crashcheck/README): make check runs a
+# small configuration (tests/crashcheck.bats); this is the long run.
+CRASH_STATES ?= 300
+crashcheck: $(PROG)
+	python3 tests/crashcheck/crashcheck.py --states $(CRASH_STATES) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
+
+.PHONY: crashcheck

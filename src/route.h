@@ -52,6 +52,12 @@ struct router;
 /* Built once per process; problems are printed to `err` and counted. */
 struct router *router_new(const struct config *, FILE *err, int *problems);
 
+/*
+ * The connection's own address, which address literals must name: from
+ * the socket `fd`, else TCPLOCALIP; without either, no literal is local.
+ */
+void route_local_address(struct router *, int fd);
+
 /* Resolve one recipient; `size` is MAIL's SIZE= (0 unknown). */
 void route_rcpt(const struct router *, const struct mailbox *, enum rmode,
     uint64_t size, struct route *);
