@@ -971,6 +971,7 @@ delivery_edit(struct delivery *d, const struct router *router, enum rmode mode,
 			    "reason=syntax", d->id, esc);
 			continue;
 		}
+		log_esc(esc, sizeof(esc), nr.mb.text, strlen(nr.mb.text));
 		for (size_t j = 0; j < d->nrs && !dup; j++)
 			dup = addr_same(&d->rs[j].mb, &nr.mb);
 		if (dup) {
