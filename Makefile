@@ -3,7 +3,7 @@
 
 PROG	= src/mailslot
 SRCS	= src/main.c src/conf.c src/smtp.c src/addr.c src/io.c src/data.c \
-	  src/route.c src/deliver.c src/verdict.c src/edit.c src/filter.c \
+	  src/route.c src/deliver.c src/header.c src/verdict.c src/edit.c src/filter.c \
 	  src/maildir.c src/fsync.c src/log.c src/sd.c
 OBJS	= $(SRCS:.c=.o)
 HDRS	= $(wildcard src/*.h)
@@ -247,3 +247,11 @@ check-valgrind: all
 .PHONY: asan check-asan check-valgrind
 
 include tests/fuzz/fuzz.mk
+
+# The crash-state checker (tests/crashcheck/README): make check runs a
+# small configuration (tests/crashcheck.bats); this is the long run.
+CRASH_STATES ?= 300
+crashcheck: $(PROG)
+	python3 tests/crashcheck/crashcheck.py --states $(CRASH_STATES) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
+
+.PHONY: crashcheck

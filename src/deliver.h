@@ -49,7 +49,10 @@ struct delivery *delivery_begin(const struct config *, const struct trace *,
     const struct rcpt *, size_t n, struct msg **primary);
 
 /* The outcome of delivery_commit. */
-enum dresult { DR_OK, DR_LOCAL_ERROR, DR_NO_SPACE, DR_QUOTA, DR_OVER_QUOTA, DR_FORWARD };
+enum dresult { DR_OK, DR_LOCAL_ERROR, DR_NO_SPACE, DR_QUOTA, DR_OVER_QUOTA, DR_FORWARD,
+	DR_TERMINAL,		/* SEND: a terminal did not take the whole message */
+	DR_TERMINAL_TOO_BIG,	/* SEND: more than a terminal is given */
+};
 
 /*
  * Make every copy durable and visible; `name` gets the first copy's file

@@ -307,6 +307,8 @@ main(int argc, char *argv[], char *envp[])
 	}
 
 	find_peer(rfd, &peer);
+	if (router != NULL)
+		route_local_address(router, rfd);
 	le = (enum line_endings)conf.line_endings;
 	if (le == LE_AUTO)
 		le = is_socket(rfd) ? LE_CRLF : LE_LF;

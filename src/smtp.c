@@ -154,6 +154,7 @@ struct session {
 	struct txn		*tx;
 	const char		*cmd;		/* the line being answered, for the log */
 	size_t			 cmdlen;
+	const char		*rcpt;		/* RCPT's address while it is judged, ditto */
 };
 
 static enum state
@@ -295,13 +296,17 @@ respond(struct session *s, enum reply r, bool count, const char *detail)
 	if (code < 400)
 		return;
 	{
-		char esc[256] = "";
+		char esc[256] = "", to[4 * ADDR_MAX_PATH + 1] = "";
 
 		if (s->cmd != NULL)
 			log_esc(esc, sizeof(esc), s->cmd, s->cmdlen);
+		/* A refused recipient is found by its address, whole (the command is cut). */
+		if (s->rcpt != NULL)
+			log_esc(to, sizeof(to), s->rcpt, strlen(s->rcpt));
 		log_msg(code >= 500 ? LOG_NOTICE : LOG_WARNING,
-		    "event=refuse code=%d enh=%s command=\"%s\" reason=\"%s\"",
-		    code, catalogue[r].enh, esc, detail ? detail : "");
+		    "event=refuse code=%d enh=%s command=\"%s\" reason=\"%s\"%s%s%s",
+		    code, catalogue[r].enh, esc, detail ? detail : "",
+		    s->rcpt != NULL ? " to=<" : "", to, s->rcpt != NULL ? ">" : "");
 	}
 	if (count && code != 421 && ++s->errors >= s->conf->max_errors && !s->done) {
 		reply_line(s, RP_TOO_MANY_ERRORS, false, "too many errors");
@@ -720,23 +725,28 @@ route_reply(struct session *s, const struct mailbox *mb, const struct route *rt,
 }
 
 static void
-cmd_rcpt(struct session *s, const struct command *c, char *arg)
+rcpt_judge(struct session *s, char *arg)
 {
 	struct txn *tx = s->tx;
 	struct mailbox to;
 	struct rcpt *rc;
 	const char *rest, *path = after_keyword(arg, "TO:");
 	enum addr_status st;
-	char e[ADDR_MAX_PATH * 4 + 1];
+	char e[ADDR_MAX_PATH * 4 + 1], raw[ADDR_MAX_PATH + 1];
 	int flags = ADDR_MAILBOX | (tx->params.smtputf8 ? ADDR_UTF8 : 0);
 
-	(void)c;
 	if (path == NULL) {
 		tx->refused++;
 		reply(s, RP_SYNTAX, "Syntax: RCPT TO:<address>");
 		return;
 	}
+	/* For the log until it parses: what is between the brackets, bounded. */
+	strlcpy(raw, path + strspn(path, " <"), sizeof(raw));
+	raw[strcspn(raw, ">")] = '\0';
+	s->rcpt = raw;
 	st = addr_parse(path, flags, &to, &rest);
+	if (st == ADDR_OK)
+		s->rcpt = to.text;
 	if (st == ADDR_OK && *rest != '\0' && *rest != ' ')
 		st = ADDR_SYNTAX;
 	if (st == ADDR_OK)
@@ -798,6 +808,14 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 		return;
 	}
 	tx->nrcpt++;
+}
+
+static void
+cmd_rcpt(struct session *s, const struct command *c, char *arg)
+{
+	(void)c;
+	rcpt_judge(s, arg);
+	s->rcpt = NULL;
 }
 
 /* RFC 3848 "with" names. */
@@ -1010,10 +1028,9 @@ end_message(struct session *s)
 {
 	struct txn *tx = s->tx;
 	struct decoder *d = &tx->dec;
-	char name[MSG_NAMESIZE], id[64], e[ADDR_MAX_PATH * 4 + 1];
+	char name[MSG_NAMESIZE], id[64];
 	enum reply r = tx->refusal;
 	struct delivery *dv = tx->dv;
-	uint64_t size = tx->m->octets;
 	int err;
 
 	s->ntx++;
@@ -1031,12 +1048,14 @@ end_message(struct session *s)
 	tx->dv = NULL;		/* delivery_commit frees it, whatever happens */
 	strlcpy(id, delivery_id(dv), sizeof(id));
 	switch (delivery_commit(dv, name, sizeof(name), &err)) {
-	case DR_OK:
-		log_msg(LOG_INFO, "event=deliver id=%s from=<%s> rcpts=%zu "
-		    "size=%" PRIu64 " file=%s", id,
-		    esc(e, sizeof(e), tx->from.null ? "" : tx->from.text),
-		    tx->nrcpt, size, name);
+	case DR_OK:	/* delivery_commit logged each recipient's line */
 		reply(s, RP_QUEUED, "queued as %s", name);
+		break;
+	case DR_TERMINAL_TOO_BIG:
+		reply(s, RP_TOO_BIG, "message too big for a terminal");
+		break;
+	case DR_TERMINAL:
+		reply(s, RP_LOCAL_ERROR, "the terminal did not take the whole message");
 		break;
 	case DR_OVER_QUOTA:
 		reply(s, RP_OVER_QUOTA, "mailbox is full");

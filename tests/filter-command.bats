@@ -225,7 +225,7 @@ sys.stdout.write(".\r\nQUIT\r\n")' >"$MS_DIR/big"
 		"EHLO helo.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n${MSG}.\r\nQUIT\r\n"
 	assert_success
 	local id
-	id=$(sed -n 's/.*event=deliver id=\([^ ]*\).*/\1/p' "$MS_DIR/log")
+	id=$(sed -n 's/.*event=deliver id=\([^ ]*\).*/\1/p' "$MS_DIR/log" | head -n 1)
 	[ -n "$id" ] || fail "no delivery logged"
 	grep -v '^PWD=' "$MS_DIR/env" >"$MS_DIR/env.got"
 	cat >"$MS_DIR/env.want" <<-EOF
