@@ -3,7 +3,7 @@
 
 PROG	= src/mailslot
 SRCS	= src/main.c src/conf.c src/smtp.c src/addr.c src/io.c src/data.c \
-	  src/route.c src/deliver.c src/header.c \
+	  src/route.c src/deliver.c src/header.c src/verdict.c src/edit.c src/filter.c \
 	  src/maildir.c src/fsync.c src/log.c src/sd.c
 OBJS	= $(SRCS:.c=.o)
 HDRS	= $(wildcard src/*.h)
@@ -93,6 +93,9 @@ TEST_DEPS += swaks msmtp curl ucspi-tcp openbsd-inetd execline s6 \
 # strace (fault injection), utmpdump and setpriv (util-linux).
 TEST_DEPS += dovecot-core strace util-linux
 
+# tests/filter-command.bats: SpamAssassin's spamd and spamc.
+TEST_DEPS += spamassassin spamc spamd
+
 # Installation.  No root needed with DESTDIR (a staging tree).  The binary
 # reads /etc/mailslot/mailslot.conf by default; with another SYSCONFDIR the
 # installed service passes -f.
@@ -132,6 +135,7 @@ install: all
 	$(INSTALL) -m 755 contrib/tcpserver/run contrib/tcpserver/log-run \
 	    $(DESTDIR)$(DOCDIR)/contrib/tcpserver/
 	$(INSTALL) -m 755 contrib/s6/run $(DESTDIR)$(DOCDIR)/contrib/s6/
+	$(INSTALL) -m 755 contrib/mailslot-spamc $(DESTDIR)$(DOCDIR)/contrib/
 	@if [ -z "$(DESTDIR)" ]; then \
 		echo "next: systemd-sysusers; systemd-tmpfiles --create;" \
 		    "systemctl daemon-reload; systemctl enable --now mailslot.socket"; \
