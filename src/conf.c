@@ -31,6 +31,7 @@ struct key {
 };
 
 static const char *const line_ending_names[] = { "auto", "crlf", "strict", "lf", NULL };
+static const char *const milter_action_names[] = { "tempfail", "accept", "reject", NULL };
 
 #define K(n, t) #n, t, offsetof(struct config, n)
 static const struct key keys[] = {
@@ -59,6 +60,11 @@ static const struct key keys[] = {
 	{ K(tls_protocols, T_STRING),	"tlsv1.2,tlsv1.3", 0, 0, NULL },
 	{ K(tls_ciphers, T_STRING),	"secure", 0, 0, NULL },
 	{ K(tls_required, T_BOOL),	"no",	0, 0, NULL },
+	{ K(milters, T_STRING),		"",	0, 0, NULL },
+	{ K(milter_timeout, T_INT),	"30",	1, 3600, NULL },
+	{ K(milter_default_action, T_ENUM), "tempfail", 0, 0, milter_action_names },
+	{ K(filter_command, T_STRING),	"",	0, 0, NULL },
+	{ K(filter_timeout, T_INT),	"60",	1, 3600, NULL },
 };
 #undef K
 

@@ -52,7 +52,8 @@ static const char help[] =
     "Keys: hostname, maildir, max_message_size, max_recipients, command_timeout,\n"
     "data_timeout, max_errors, min_free_space, vrfy, expn, terminal_delivery,\n"
     "accept_mail, line_endings, tls_certificate, tls_key, tls_protocols,\n"
-    "tls_ciphers, tls_required.  See mailslot(8) and mailslot.conf(5).\n";
+    "tls_ciphers, tls_required, milters, milter_timeout, milter_default_action,\n"
+    "filter_command, filter_timeout.  See mailslot(8) and mailslot.conf(5).\n";
 
 /*
  * The process title is written over the argv and environment strings, so

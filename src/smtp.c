@@ -29,6 +29,7 @@
 #include "data.h"
 #include "deliver.h"
 #include "log.h"
+#include "milter.h"
 #include "route.h"
 #include "smtp.h"
 #include "tls.h"
@@ -51,7 +52,7 @@ enum reply {
 	RP_NON_ASCII, RP_NO_VALID_RCPTS, RP_LOOP, RP_BARE_EOL, RP_BAD_PARAM,
 	RP_LOST_SYNC, RP_TLS_READY, RP_TLS_UNAVAILABLE, RP_TLS_REQUIRED,
 	RP_WILL_FORWARD, RP_NOT_LOCAL, RP_FOREIGN, RP_UNUSABLE, RP_OVER_QUOTA,
-	RP_LIST,
+	RP_LIST, RP_FILTER_REJECT, RP_FILTER_TEMPFAIL, RP_DISCARDED,
 };
 
 #define F_HOST	0x1	/* the host name comes first (RFC 5321 4.2, RFC 1846) */
@@ -72,6 +73,7 @@ static const struct {
 	[RP_RCPT_OK]          = { 250, "2.1.5", 0, "Requested mail action okay, completed" },
 	[RP_VRFY_OK]          = { 250, "2.1.5", 0, "Requested mail action okay, completed" },
 	[RP_LIST]             = { 250, "2.1.5", 0, "Requested mail action okay, completed" },
+	[RP_DISCARDED]        = { 250, "2.0.0", 0, "Requested mail action okay, completed" },
 	[RP_WILL_FORWARD]     = { 251, "2.1.5", F_TAIL, "User not local; will forward to" },
 	[RP_DATA]             = { 354, NULL,   0, "Start mail input; end with <CRLF>.<CRLF>" },
 	[RP_SHUTDOWN]         = { 421, "4.3.2", F_HOST, "Service not available, closing transmission channel" },
@@ -81,6 +83,7 @@ static const struct {
 	[RP_TOO_MANY_ERRORS]  = { 421, "4.7.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_UNUSABLE]         = { 450, "4.2.1", 0, "Requested mail action not taken: mailbox unavailable" },
 	[RP_LOCAL_ERROR]      = { 451, "4.3.0", 0, "Requested action aborted: local error in processing" },
+	[RP_FILTER_TEMPFAIL]  = { 451, "4.7.1", 0, "Requested action aborted: try again later" },
 	[RP_MAILBOX_FULL]     = { 452, "4.2.2", 0, "Requested action not taken: insufficient system storage" },
 	[RP_NO_STORAGE]       = { 452, "4.3.1", 0, "Requested action not taken: insufficient system storage" },
 	[RP_TOO_MANY_RCPTS]   = { 452, "4.5.3", 0, "Requested action not taken: insufficient system storage" },
@@ -99,6 +102,7 @@ static const struct {
 	[RP_TLS_REQUIRED]     = { 530, "5.7.0", 0, "Must issue a STARTTLS command first" },
 	[RP_NO_MAILBOX]       = { 550, "5.1.1", 0, "Requested action not taken: mailbox unavailable" },
 	[RP_FOREIGN]          = { 550, "5.7.1", 0, "Requested action not taken: mailbox unavailable" },
+	[RP_FILTER_REJECT]    = { 550, "5.7.1", 0, "Requested action not taken: refused by policy" },
 	[RP_NOT_LOCAL]        = { 551, "5.1.6", F_TAIL, "User not local; please try" },
 	[RP_OVER_QUOTA]       = { 552, "5.2.2", 0, "Requested mail action aborted: exceeded storage allocation" },
 	[RP_TOO_BIG]          = { 552, "5.3.4", 0, "Requested mail action aborted: exceeded storage allocation" },
@@ -144,6 +148,7 @@ struct session {
 	long long		 errors;
 	unsigned		 ntx;
 	struct txn		*tx;
+	struct milters		*milt;		/* NULL: no milters */
 	const char		*cmd;		/* the line being answered, for the log */
 	size_t			 cmdlen;
 };
@@ -171,6 +176,7 @@ state_name(enum state st)
 static void
 txn_free(struct session *s)
 {
+	milter_abort(s->milt);
 	if (s->tx != NULL) {
 		if (s->tx->dv != NULL)
 			delivery_abort(s->tx->dv);
@@ -335,6 +341,50 @@ reply_lines(struct session *s, int code, const char *enh, const char *const *lin
 	}
 }
 
+/*
+ * A filter's verdict as a reply: its own reply when it gave one (checked in
+ * milter.c: every line printable, the code a 4xx or 5xx of the verdict's
+ * class), else 550 5.7.1 or 451 4.7.1.  Logged and counted as any refusal.
+ */
+static void
+filter_reply(struct session *s, enum verdict vd, const struct vreply *vr)
+{
+	enum reply r = vd == VD_REJECT ? RP_FILTER_REJECT : RP_FILTER_TEMPFAIL;
+	const char *t = vr->text;
+	struct rline l;
+
+	if (vr->code / 100 != catalogue[r].code / 100 || t[0] == '\0') {
+		respond(s, r, true, "refused by a filter");
+		return;
+	}
+	for (;;) {
+		size_t n = strcspn(t, "\n");
+
+		rl_begin(&l, vr->code, t[n] != '\0', vr->enh[0] ? vr->enh : catalogue[r].enh);
+		rl_add(&l, t, n);
+		if (t[n] == '\0') {
+			/* the last line is logged and counted as the reply */
+			char esc[256] = "", txt[256];
+
+			if (s->cmd != NULL)
+				log_esc(esc, sizeof(esc), s->cmd, s->cmdlen);
+			log_esc(txt, sizeof(txt), t, n);
+			rl_send(s, &l);
+			log_msg(vr->code >= 500 ? LOG_NOTICE : LOG_WARNING,
+			    "event=refuse code=%d enh=%s command=\"%s\" reason=\"filter: %s\"",
+			    vr->code, vr->enh[0] ? vr->enh : catalogue[r].enh, esc, txt);
+			break;
+		}
+		rl_send(s, &l);
+		t += n + 1;
+	}
+	if (++s->errors >= s->conf->max_errors && !s->done) {
+		reply_line(s, RP_TOO_MANY_ERRORS, false, "too many errors");
+		log_msg(LOG_NOTICE, "event=close reason=too-many-errors errors=%lld", s->errors);
+		s->done = true;
+	}
+}
+
 /* A safe rendering of an untrusted string for a reply: printable ASCII only. */
 static const char *
 esc(char *buf, size_t size, const char *s)
@@ -450,6 +500,8 @@ greet(struct session *s, char *arg, bool esmtp)
 	strlcpy(s->helo, arg, sizeof(s->helo));
 	s->greeted = true;
 	s->esmtp = esmtp;
+	/* A refusal here answers the MAIL commands that follow. */
+	(void)milter_helo(s->milt, arg, &(struct vreply){ 0 });
 	return true;
 }
 
@@ -588,6 +640,16 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 	    strcmp(c->verb, "SAML") == 0 ? RM_BOTH : RM_MAILBOX;
 	s->tx->from = from;
 	s->tx->params = mp;
+	{
+		struct vreply vr;
+		enum verdict vd = milter_mail(s->milt, from.null ? "" : from.text, &vr);
+
+		if (vd != VD_CONTINUE) {
+			txn_free(s);
+			filter_reply(s, vd, &vr);
+			return;
+		}
+	}
 	reply(s, RP_SENDER_OK, "<%s>", from.text);
 }
 
@@ -724,6 +786,17 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 	rc->mb = to;
 	route_rcpt(s->router, &rc->mb, tx->mode, tx->params.has_size ? tx->params.size : 0,
 	    &rc->rt);
+	if (rc->rt.st == RT_LOCAL || rc->rt.st == RT_FORWARD) {
+		struct vreply vr;
+		enum verdict vd = milter_rcpt(s->milt, to.text, &vr);
+
+		if (vd != VD_CONTINUE) {
+			tx->refused++;
+			route_free(&rc->rt);
+			filter_reply(s, vd, &vr);
+			return;
+		}
+	}
 	if (!route_reply(s, &rc->mb, &rc->rt, false)) {
 		tx->refused++;
 		route_free(&rc->rt);
@@ -867,6 +940,29 @@ end_message(struct session *s)
 		reply(s, r, "%s", refusal_text(r));
 		txn_free(s);
 		return;
+	}
+	if (s->milt != NULL) {
+		struct edits ed;
+		struct vreply vr;
+		enum verdict vd;
+
+		edits_init(&ed);
+		if (msg_flush(tx->m) != 0)
+			vd = VD_TEMPFAIL;
+		else
+			vd = milter_message(s->milt, tx->m->fd, tx->m->mark, tx->m->octets,
+			    tx->params.body == BODY_BINARYMIME, delivery_id(dv), &ed, &vr);
+		edits_free(&ed);
+		if (vd == VD_REJECT || vd == VD_TEMPFAIL) {
+			filter_reply(s, vd, &vr);
+			txn_free(s);
+			return;
+		}
+		if (vd == VD_DISCARD) {
+			reply(s, RP_DISCARDED, "discarded");
+			txn_free(s);
+			return;
+		}
 	}
 	tx->dv = NULL;		/* delivery_commit frees it, whatever happens */
 	strlcpy(id, delivery_id(dv), sizeof(id));
@@ -1150,6 +1246,7 @@ cmd_starttls(struct session *s, const struct command *c, char *arg)
 	s->greeted = s->esmtp = false;
 	s->helo[0] = '\0';
 	s->tls = true;
+	milter_tls(s->milt, tls_describe(s->io));
 	log_msg(LOG_INFO, "event=tls result=ok using=\"%s\"", tls_describe(s->io));
 }
 
@@ -1254,6 +1351,10 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 		snprintf(greeting, sizeof(greeting), "521 %s does not accept mail\r\n",
 		    conf->hostname);
 	put_line(&s, greeting, strlen(greeting));
+	/* A connect refusal answers every MAIL (milter.c keeps it). */
+	if (conf->accept_mail)
+		s.milt = milter_open(conf, peer, io->rfd, &(enum verdict){ 0 },
+		    &(struct vreply){ 0 });
 
 	while (!s.done) {
 		size_t len = 0, raw = 0;
@@ -1292,5 +1393,6 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	io_flush(io);
 	log_msg(LOG_INFO, "event=close transactions=%u errors=%lld", s.ntx, s.errors);
 	txn_free(&s);
+	milter_close(s.milt);
 	return 0;
 }
