@@ -34,6 +34,8 @@ ALL_LDFLAGS = $(HARDLD) $(LDFLAGS)
 # Debian packages that building and testing need.
 BUILD_DEPS = gcc make pkg-config libbsd-dev libsystemd-dev
 TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-ssleay-perl
+# tests/milter*.bats: test milters (pymilter), rspamd, OpenDKIM.
+TEST_DEPS += python3-milter rspamd opendkim opendkim-tools
 
 # STARTTLS through libtls (src/tls.c); `make TLS=no` builds without it.
 # The choice sticks (build/tls-*) until TLS= is given again or make clean,
