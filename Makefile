@@ -3,7 +3,7 @@
 
 PROG	= src/mailslot
 SRCS	= src/main.c src/conf.c src/smtp.c src/addr.c src/io.c src/data.c \
-	  src/route.c src/deliver.c src/verdict.c src/milter.c \
+	  src/route.c src/deliver.c src/verdict.c src/edit.c src/filter.c src/milter.c \
 	  src/maildir.c src/fsync.c src/log.c src/sd.c
 OBJS	= $(SRCS:.c=.o)
 HDRS	= $(wildcard src/*.h)

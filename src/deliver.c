@@ -17,6 +17,7 @@
 #include <vis.h>
 
 #include "deliver.h"
+#include "edit.h"
 #include "fsync.h"
 #include "log.h"
 
@@ -47,7 +48,29 @@ struct delivery {
 	struct msg		 *primary;
 	char			  id[64];
 	char			  date[64];	/* RFC 5322, the same in every copy */
+	/*
+	 * With filters (conf_filtered): the spool holds the message as
+	 * received, without trace, and every copy is made from *primary at
+	 * the commit; the plan is remade from `rs` when a filter changes it.
+	 */
+	bool			  filtered, quarantine, has_edited;
+	struct maildir		  spool_md;	/* where the spool is; root -1: $TMPDIR */
+	struct msg		  edited;	/* the message after the edits: primary */
+	struct rcvd_at		  at;		/* where each copy's Received goes */
+	struct rcpt		 *rs;		/* the recipients now (shallow copies) */
+	size_t			  nrs;
+	struct route		 *own_rt;	/* the routes of recipients filters added */
+	size_t			  nown_rt;
+	char			**owned;	/* strings the plan points into */
+	size_t			  nowned;
+	char			 *fc;		/* the first copy's trace (delivery_first_copy) */
 };
+
+static int plan(struct delivery *, const struct rcpt *, size_t);
+static int filter_begin(struct delivery *, const struct rcpt *, size_t);
+static void filter_free(struct delivery *);
+static const char *junk_path(struct delivery *, const char *root);
+static int filtered_copy(struct delivery *, struct copy *);
 
 /* The data streams through this; copies and spools share the small one. */
 static char bigbuf[MSG_BUFSIZE];
@@ -206,8 +229,9 @@ trace(const struct delivery *d, struct msg *m, const char *const *rcpts, size_t 
 	free(h);
 }
 
+/* Forget the plan (the copies, forwards and terminals), not the message. */
 static void
-delivery_free(struct delivery *d)
+plan_free(struct delivery *d)
 {
 	for (size_t i = 0; i < d->ncopies; i++) {
 		free(d->copies[i].rcpts);
@@ -221,7 +245,53 @@ delivery_free(struct delivery *d)
 	free(d->forwards);
 	free(d->fwd_rcpts);
 	free(d->terminals);
+	d->copies = NULL;
+	d->forwards = d->fwd_rcpts = d->terminals = NULL;
+	d->ncopies = d->nforwards = d->nfwd_rcpts = d->nterminals = 0;
+}
+
+static void
+delivery_free(struct delivery *d)
+{
+	plan_free(d);
+	if (d->filtered)
+		filter_free(d);
 	free(d);
+}
+
+/* The copies, forwards and terminals for `n` recipients. */
+static int
+plan(struct delivery *d, const struct rcpt *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < r[i].rt.n; j++) {
+			const struct target *t = &r[i].rt.t[j];
+			const char *path = t->path;
+			struct copy *cp;
+
+			/* Quarantined: only the Maildirs, each in its mailbox's .Junk. */
+			if (d->quarantine && t->kind != TK_MAILDIR)
+				continue;
+			switch (t->kind) {
+			case TK_MAILDIR:
+				if ((d->quarantine && (path = junk_path(d, t->root)) == NULL) ||
+				    (cp = copy_for(d, path, t->root)) == NULL ||
+				    add_unique(&cp->rcpts, &cp->nrcpts, r[i].mb.text) == -1)
+					return -1;
+				cp->md.root = -1;
+				break;
+			case TK_FORWARD:
+				if (add_unique(&d->forwards, &d->nforwards, t->addr) == -1 ||
+				    add_unique(&d->fwd_rcpts, &d->nfwd_rcpts, r[i].mb.text) == -1)
+					return -1;
+				break;
+			case TK_TERMINAL:
+				if (add_unique(&d->terminals, &d->nterminals, t->addr) == -1)
+					return -1;
+				break;
+			}
+		}
+	return 0;
 }
 
 struct delivery *
@@ -236,38 +306,29 @@ delivery_begin(const struct config *c, const struct trace *tr,
 		return NULL;
 	d->conf = c;
 	d->tr = *tr;
+	d->spool_md.root = -1;
 	rfc5322_date(d->date, sizeof(d->date), time(NULL));
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < r[i].rt.n; j++) {
-			const struct target *t = &r[i].rt.t[j];
-			struct copy *cp;
+	if (conf_filtered(c) && filter_begin(d, r, n) == -1)
+		goto fail;
+	if (plan(d, r, n) == -1)
+		goto fail;
 
-			switch (t->kind) {
-			case TK_MAILDIR:
-				if ((cp = copy_for(d, t->path, t->root)) == NULL ||
-				    add_unique(&cp->rcpts, &cp->nrcpts, r[i].mb.text) == -1)
-					goto fail;
-				cp->md.root = -1;
-				break;
-			case TK_FORWARD:
-				if (add_unique(&d->forwards, &d->nforwards, t->addr) == -1 ||
-				    add_unique(&d->fwd_rcpts, &d->nfwd_rcpts, r[i].mb.text) == -1)
-					goto fail;
-				break;
-			case TK_TERMINAL:
-				if (add_unique(&d->terminals, &d->nterminals, t->addr) == -1)
-					goto fail;
-				break;
-			}
-		}
-
-	if (d->ncopies == 0) {
+	if (d->filtered && d->ncopies > 0) {
+		/* The message as received, in the first Maildir's tmp/, for the filters. */
+		if (maildir_open(&d->spool_md, d->copies[0].path, c->hostname) == -1 ||
+		    msg_open(&d->spool, &d->spool_md, bigbuf, sizeof(bigbuf)) == -1)
+			goto fail;
+		d->spooled = true;
+		d->primary = &d->spool;
+		strlcpy(d->id, d->spool.base, sizeof(d->id));
+	} else if (d->ncopies == 0) {
 		if (msg_open_spool(&d->spool, bigbuf, sizeof(bigbuf)) == -1)
 			goto fail;
 		d->spooled = true;
 		d->primary = &d->spool;
 		snprintf(d->id, sizeof(d->id), "%lld.P%ld", (long long)time(NULL), (long)getpid());
-		trace(d, d->primary, d->fwd_rcpts, d->nfwd_rcpts);
+		if (!d->filtered)
+			trace(d, d->primary, d->fwd_rcpts, d->nfwd_rcpts);
 	} else {
 		first = &d->copies[0];
 		if (maildir_open(&first->md, first->path, c->hostname) == -1 ||
@@ -306,6 +367,8 @@ delivery_abort(struct delivery *d)
 	}
 	if (d->spooled)
 		msg_abort(&d->spool);
+	if (d->has_edited)
+		msg_abort(&d->edited);
 	delivery_free(d);
 }
 
@@ -603,7 +666,7 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 		r = errno_result(*err);
 		goto fail;
 	}
-	for (size_t i = 1; i < d->ncopies; i++) {
+	for (size_t i = d->filtered ? 0 : 1; i < d->ncopies; i++) {
 		struct copy *cp = &d->copies[i];
 
 		if (maildir_open(&cp->md, cp->path, c->hostname) == -1 ||
@@ -613,8 +676,15 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 			goto fail;
 		}
 		cp->open = true;
-		trace(d, &cp->m, cp->rcpts, cp->nrcpts);
-		if ((*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines)) != 0) {
+		if (d->filtered) {
+			if (i == 0)	/* named as the Received field says */
+				strlcpy(cp->m.base, d->id, sizeof(cp->m.base));
+			*err = filtered_copy(d, cp);
+		} else {
+			trace(d, &cp->m, cp->rcpts, cp->nrcpts);
+			*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines);
+		}
+		if (*err != 0) {
 			r = errno_result(*err);
 			goto fail;
 		}
@@ -675,9 +745,337 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 		strlcpy(name, d->id, size);
 	if (d->spooled)
 		msg_abort(&d->spool);
+	if (d->has_edited)
+		msg_abort(&d->edited);
 	delivery_free(d);
 	return DR_OK;
 fail:
 	delivery_abort(d);
 	return r;
+}
+
+/* ---- filters (verdict.h) ---------------------------------------------------- */
+
+static int
+filter_begin(struct delivery *d, const struct rcpt *r, size_t n)
+{
+	d->filtered = true;
+	if (n > 0 && (d->rs = reallocarray(NULL, n, sizeof(*r))) == NULL)
+		return -1;
+	if (n > 0)
+		memcpy(d->rs, r, n * sizeof(*r));
+	d->nrs = n;
+	return 0;
+}
+
+static void
+filter_free(struct delivery *d)
+{
+	if (d->spool_md.root != -1) {
+		close(d->spool_md.root);
+		close(d->spool_md.tmp);
+		close(d->spool_md.new);
+	}
+	for (size_t i = 0; i < d->nown_rt; i++)
+		route_free(&d->own_rt[i]);
+	free(d->own_rt);
+	free(d->rs);
+	for (size_t i = 0; i < d->nowned; i++)
+		free(d->owned[i]);
+	free(d->owned);
+	free(d->fc);
+}
+
+/* Keep `s` (malloc'ed) until the delivery goes; NULL when it cannot. */
+static char *
+own(struct delivery *d, char *s)
+{
+	char **v;
+
+	if (s == NULL || (v = reallocarray(d->owned, d->nowned + 1, sizeof(*v))) == NULL) {
+		free(s);
+		return NULL;
+	}
+	v[d->nowned++] = s;
+	d->owned = v;
+	return s;
+}
+
+static const char *
+junk_path(struct delivery *d, const char *root)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/.Junk", root) == -1)
+		return NULL;
+	return own(d, p);
+}
+
+/* Where the Received field starts in a trace from headers(). */
+static size_t
+received_at(const char *h, size_t len)
+{
+	for (size_t at = 0; at < len; ) {
+		const char *lf = memchr(h + at, '\n', len - at);
+
+		if (strncmp(h + at, "Received:", 9) == 0)
+			return at;
+		if (lf == NULL)
+			break;
+		at = (size_t)(lf - h) + 1;
+	}
+	return len;
+}
+
+/* A copy made from the (edited) message: its trace, with Received where the filters put it. */
+static int
+filtered_copy(struct delivery *d, struct copy *cp)
+{
+	struct msg *p = d->primary;
+	uint64_t octets = p->octets - p->mark, lines = p->lines - p->mark_lines;
+	size_t len, split;
+	char *h = headers(d, true, cp->rcpts, cp->nrcpts, &len);
+
+	if (h == NULL)
+		return ENOMEM;
+	split = received_at(h, len);
+	msg_put(&cp->m, h, split);
+	if (d->at.octets > 0)
+		(void)msg_copy_from(&cp->m, p, p->mark, d->at.octets, d->at.lines);
+	msg_put(&cp->m, h + split, len - split);
+	cp->m.mark = cp->m.octets;
+	cp->m.mark_lines = cp->m.lines;
+	free(h);
+	if (cp->m.err == 0 && octets > d->at.octets)
+		(void)msg_copy_from(&cp->m, p, p->mark + d->at.octets, octets - d->at.octets,
+		    lines - d->at.lines);
+	return cp->m.err;
+}
+
+bool
+delivery_filtered(const struct delivery *d)
+{
+	return d->filtered;
+}
+
+int
+delivery_message(struct delivery *d, int *fd, off_t *off, uint64_t *len, bool *lf_stored)
+{
+	struct msg *p = d->primary;
+	int e;
+
+	if ((e = msg_flush(p)) != 0)
+		return e;
+	*fd = p->fd;
+	*off = (off_t)p->mark;
+	*len = p->octets - p->mark;
+	*lf_stored = !d->tr.binary;
+	return 0;
+}
+
+const char *
+delivery_rcpt(const struct delivery *d, size_t i)
+{
+	return i < d->nrs ? d->rs[i].mb.text : NULL;
+}
+
+const char *
+delivery_sender(const struct delivery *d)
+{
+	return d->tr.sender;
+}
+
+unsigned
+delivery_received_index(const struct delivery *d)
+{
+	return d->at.nabove;
+}
+
+size_t
+delivery_targets(const struct delivery *d)
+{
+	return d->ncopies + d->nforwards + d->nterminals;
+}
+
+/* "<a@b>" or "a@b" from a filter, parsed as RCPT parses it. */
+static bool
+filter_addr(const char *a, struct mailbox *mb)
+{
+	char buf[ADDR_MAX_PATH + 3];
+	const char *rest;
+	size_t n = strlen(a);
+
+	if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
+		a++;
+		n -= 2;
+	}
+	if (n > ADDR_MAX_PATH)
+		return false;
+	snprintf(buf, sizeof(buf), "<%.*s>", (int)n, a);
+	return addr_parse(buf, ADDR_UTF8, mb, &rest) == ADDR_OK && *rest == '\0';
+}
+
+static int
+edit_fail(char *why, size_t size, const char *s)
+{
+	snprintf(why, size, "%s", s);
+	return -1;
+}
+
+int
+delivery_edit(struct delivery *d, const struct router *router, enum rmode mode,
+    const struct edits *e, char *why, size_t whysize)
+{
+	const struct config *c = d->conf;
+	bool replan = false;
+	char esc[ADDR_MAX_PATH * 4 + 1];
+
+	if (!d->filtered)
+		return edit_fail(why, whysize, "no filters configured");
+	if (e->sender != NULL) {
+		struct mailbox mb;
+
+		if (e->sender[0] != '\0' && !filter_addr(e->sender, &mb))
+			return edit_fail(why, whysize, "invalid sender from a filter");
+		if (own(d, strdup(e->sender[0] ? mb.text : "")) == NULL)
+			return edit_fail(why, whysize, "out of memory");
+		d->tr.sender = d->owned[d->nowned - 1];
+		log_esc(esc, sizeof(esc), d->tr.sender, strlen(d->tr.sender));
+		log_msg(LOG_INFO, "event=filter-edit id=%s sender=<%s>", d->id, esc);
+		replan = true;
+	}
+	for (size_t i = 0; i < e->ndel; i++) {
+		struct mailbox mb;
+		bool found = false;
+
+		if (filter_addr(e->del_rcpt[i], &mb))
+			for (size_t j = 0; j < d->nrs; j++)
+				if (addr_same(&d->rs[j].mb, &mb)) {
+					memmove(d->rs + j, d->rs + j + 1, (d->nrs - j - 1) * sizeof(*d->rs));
+					d->nrs--;
+					found = replan = true;
+					break;
+				}
+		log_esc(esc, sizeof(esc), e->del_rcpt[i], strlen(e->del_rcpt[i]));
+		log_msg(LOG_INFO, "event=filter-edit id=%s delrcpt=<%s> result=%s", d->id, esc,
+		    found ? "deleted" : "not-a-recipient");
+	}
+	for (size_t i = 0; i < e->nadd; i++) {
+		struct rcpt nr = { 0 };
+		const char *result = "added";
+		bool dup = false;
+
+		log_esc(esc, sizeof(esc), e->add_rcpt[i], strlen(e->add_rcpt[i]));
+		if (!filter_addr(e->add_rcpt[i], &nr.mb) || nr.mb.null) {
+			log_msg(LOG_NOTICE, "event=filter-edit id=%s addrcpt=<%s> result=dropped "
+			    "reason=syntax", d->id, esc);
+			continue;
+		}
+		for (size_t j = 0; j < d->nrs && !dup; j++)
+			dup = addr_same(&d->rs[j].mb, &nr.mb);
+		if (dup) {
+			log_msg(LOG_INFO, "event=filter-edit id=%s addrcpt=<%s> result=already",
+			    d->id, esc);
+			continue;
+		}
+		if (d->nrs >= (size_t)c->max_recipients) {
+			log_msg(LOG_NOTICE, "event=filter-edit id=%s addrcpt=<%s> result=dropped "
+			    "reason=too-many-recipients", d->id, esc);
+			continue;
+		}
+		route_rcpt(router, &nr.mb, mode, 0, &nr.rt);
+		if (nr.rt.st == RT_LOCAL || nr.rt.st == RT_FORWARD) {
+			struct route *ort = reallocarray(d->own_rt, d->nown_rt + 1, sizeof(*ort));
+			struct rcpt *nrs = ort == NULL ? NULL :
+			    reallocarray(d->rs, d->nrs + 1, sizeof(*nrs));
+
+			if (ort != NULL)
+				d->own_rt = ort;
+			if (nrs == NULL) {
+				route_free(&nr.rt);
+				return edit_fail(why, whysize, "out of memory");
+			}
+			d->own_rt[d->nown_rt++] = nr.rt;
+			d->rs = nrs;
+			d->rs[d->nrs++] = nr;
+			replan = true;
+		} else {
+			result = "dropped";
+			route_free(&nr.rt);
+		}
+		log_msg(result[0] == 'a' ? LOG_INFO : LOG_NOTICE,
+		    "event=filter-edit id=%s addrcpt=<%s> result=%s status=%d", d->id, esc,
+		    result, (int)nr.rt.st);
+	}
+	if (replan) {
+		plan_free(d);
+		if (plan(d, d->rs, d->nrs) == -1)
+			return edit_fail(why, whysize, "out of memory");
+	}
+	if (e->nh > 0 || e->body_fd != -1) {
+		struct msg nm;
+		struct rcvd_at at;
+		int err;
+
+		if ((err = msg_flush(d->primary)) != 0)
+			return edit_fail(why, whysize, strerror(err));
+		/* The buffer is free: the spool is complete and flushed. */
+		if ((d->spool_md.root != -1 ? msg_open(&nm, &d->spool_md, bigbuf, sizeof(bigbuf)) :
+		    msg_open_spool(&nm, bigbuf, sizeof(bigbuf))) == -1)
+			return edit_fail(why, whysize, strerror(errno));
+		if (edit_message(&nm, d->primary, &d->at, e, d->tr.binary, &at, why, whysize) == -1) {
+			msg_abort(&nm);
+			return -1;
+		}
+		if (d->has_edited)
+			msg_abort(&d->edited);
+		d->edited = nm;
+		d->has_edited = true;
+		d->primary = &d->edited;
+		d->at = at;
+		log_msg(LOG_INFO, "event=filter-edit id=%s headers=%zu body=%s", d->id, e->nh,
+		    e->body_fd != -1 ? "replaced" : "kept");
+	}
+	return 0;
+}
+
+int
+delivery_quarantine(struct delivery *d)
+{
+	if (!d->filtered) {
+		errno = EINVAL;
+		return -1;
+	}
+	d->quarantine = true;
+	plan_free(d);
+	if (plan(d, d->rs, d->nrs) == -1)
+		return -1;
+	for (size_t i = 0; i < d->ncopies; i++)
+		if (maildir_make_folder(d->copies[i].path) == -1)
+			return -1;
+	return 0;
+}
+
+size_t
+delivery_first_copy(struct delivery *d, struct dpiece p[4])
+{
+	struct msg *m = d->primary;
+	uint64_t octets = m->octets - m->mark;
+	size_t len, split, n = 0;
+	bool rp = d->ncopies > 0;
+
+	free(d->fc);
+	d->fc = rp ? headers(d, true, d->copies[0].rcpts, d->copies[0].nrcpts, &len) :
+	    headers(d, false, d->fwd_rcpts, d->nfwd_rcpts, &len);
+	if (d->fc == NULL || msg_flush(m) != 0)
+		return 0;
+	split = received_at(d->fc, len);
+	p[n++] = (struct dpiece){ .buf = d->fc, .len = split, .fd = -1 };
+	if (d->at.octets > 0)
+		p[n++] = (struct dpiece){ .fd = m->fd, .off = (off_t)m->mark, .flen = d->at.octets };
+	p[n++] = (struct dpiece){ .buf = d->fc + split, .len = len - split, .fd = -1 };
+	if (octets > d->at.octets)
+		p[n++] = (struct dpiece){ .fd = m->fd, .off = (off_t)(m->mark + d->at.octets),
+		    .flen = octets - d->at.octets };
+	return n;
 }

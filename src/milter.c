@@ -1673,58 +1673,66 @@ ioerr:
 	return VD_TEMPFAIL;
 }
 
-enum verdict
-milter_message(struct milters *ms, int fd, uint64_t off, uint64_t end, bool binary,
-    const char *id, struct edits *ed, struct vreply *vr)
+size_t
+milter_count(const struct milters *ms)
 {
-	struct reader *r;
-	enum verdict result = VD_CONTINUE;
+	return ms == NULL ? 0 : ms->n;
+}
+
+enum verdict
+milter_message(struct milters *ms, size_t i, int fd, uint64_t off, uint64_t end,
+    bool binary, const char *id, struct edits *ed, struct vreply *vr)
+{
 	static const char *const names[] = { "continue", "accept", "reject",
 	    "tempfail", "discard", "quarantine" };
+	struct milter *m;
+	struct reader *r;
+	enum verdict v;
 
 	memset(vr, 0, sizeof(*vr));
-	if (ms == NULL)
+	if (ms == NULL || i >= ms->n)
 		return VD_CONTINUE;
-	ms->in_msg = false;
+	m = &ms->m[i];
 	if (ms->msg_vd == VD_DISCARD) {
+		/* a MAIL or RCPT step said so: no milter sees the data */
+		ms->msg_vd = VD_CONTINUE;
 		strlcpy(ed->reason, "discarded by a milter before the data", sizeof(ed->reason));
-		result = VD_DISCARD;
+		v = VD_DISCARD;
 		goto done;
 	}
+	if (m->st != MS_OK) {
+		v = default_verdict(ms);
+		goto done;
+	}
+	if (m->conn_done || m->msg_done || !m->in_msg)
+		return VD_CONTINUE;
 	if ((r = malloc(sizeof(*r))) == NULL)
 		return VD_TEMPFAIL;
 	r->fd = fd;
 	r->end = end;
 	strlcpy(ms->queue_id, id, sizeof(ms->queue_id));
-	for (size_t i = 0; i < ms->n; i++) {
-		struct milter *m = &ms->m[i];
-		enum verdict v;
-
-		if (m->st != MS_OK)
-			v = default_verdict(ms);
-		else if (m->conn_done || m->msg_done || !m->in_msg)
-			continue;
-		else
-			v = message_to(ms, m, r, off, binary, ed, vr);
-		m->in_msg = false;
-		if (v == VD_QUARANTINE)
-			result = VD_QUARANTINE;
-		else if (refusal(v)) {
-			result = v;
-			if (v == VD_DISCARD && ed->reason[0] == '\0')
-				snprintf(ed->reason, sizeof(ed->reason), "discarded by %s", m->spec);
-			break;
-		}
-	}
+	v = message_to(ms, m, r, off, binary, ed, vr);
 	free(r);
+	m->in_msg = false;
+	if (v == VD_DISCARD && ed->reason[0] == '\0')
+		snprintf(ed->reason, sizeof(ed->reason), "discarded by %s", m->spec);
 done:
+	if (v != VD_CONTINUE)
+		log_msg(LOG_NOTICE, "event=milter stage=eom milter=%s id=%s verdict=%s reason=\"%s\"",
+		    m->spec, id, names[v], ed->reason);
+	return v;
+}
+
+void
+milter_message_end(struct milters *ms)
+{
+	if (ms == NULL)
+		return;
+	ms->in_msg = false;
+	ms->msg_vd = VD_CONTINUE;
 	for (size_t i = 0; i < ms->n; i++)
 		ms->m[i].in_msg = ms->m[i].msg_done = false;
-	if (result != VD_CONTINUE)
-		log_msg(LOG_NOTICE, "event=milter stage=eom id=%s verdict=%s reason=\"%s\"",
-		    id, names[result], ed->reason);
 	ms->queue_id[0] = ms->mail_addr[0] = ms->rcpt_addr[0] = '\0';
-	return result;
 }
 
 void

@@ -42,18 +42,25 @@ enum verdict milter_mail(struct milters *, const char *sender, struct vreply *);
 /* One accepted RCPT; a refusal refuses that recipient alone. */
 enum verdict milter_rcpt(struct milters *, const char *rcpt, struct vreply *);
 
+/* How many milters there are (0 for NULL). */
+size_t milter_count(const struct milters *);
+
 /*
- * The end of the data: DATA, every header, end of headers, the body in
- * chunks and end of body, to each milter in turn.  The message is read
- * back from `fd`, octets [off, end) (the stored form, after mailslot's own
- * trace fields): LF line ends become CRLF again unless `binary`
- * (BODY=BINARYMIME, stored octet for octet).  `id` is the queue id (the
- * `i` macro).  The changes the milters ask for are added to `ed` (header
- * values are as they go after the colon, folded with LF; a new body in
- * ed->body_fd is in the stored form, at offset 0).
+ * The end of the data for milter `i`: DATA, every header, end of headers,
+ * the body in chunks and end of body.  The message is read from `fd`,
+ * octets [off, end) (the stored form, without mailslot's own trace
+ * fields): LF line ends become CRLF again unless `binary` (stored octet
+ * for octet).  `id` is the queue id (the `i` macro).  The changes the
+ * milter asks for are added to `ed` (a header value as it goes after the
+ * colon, folded with LF; a new body in ed->body_fd in the stored form).
+ * Call it for i = 0... in order, applying each milter's edits before the
+ * next, then milter_message_end.
  */
-enum verdict milter_message(struct milters *, int fd, uint64_t off, uint64_t end,
-    bool binary, const char *id, struct edits *ed, struct vreply *);
+enum verdict milter_message(struct milters *, size_t i, int fd, uint64_t off,
+    uint64_t end, bool binary, const char *id, struct edits *ed, struct vreply *);
+
+/* The message is over (stored or refused): the next MAIL starts afresh. */
+void milter_message_end(struct milters *);
 
 /* RSET, a new HELO, a refused or finished transaction: SMFIC_ABORT if one is open. */
 void milter_abort(struct milters *);

@@ -88,10 +88,10 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "connect: reject, tempfail and accept answer the MAIL commands" {
 	TCPREMOTEIP=192.0.2.1 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	assert_equal "$(ms_new_count)" 0
 	TCPREMOTEIP=192.0.2.2 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	assert_equal "$(ms_new_count)" 0
 	# accept: no more steps for this connection, the message is stored
 	TCPREMOTEIP=192.0.2.3 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
@@ -113,9 +113,9 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 @test "helo: reject, tempfail and a custom two-line reply answer MAIL" {
 	run smtp_pipe 'HELO reject.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n'
 	assert_equal "$(nth 2)" "250 $MS_HOST"
-	assert_equal "$(nth 3)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	run smtp_pipe 'HELO tempfail.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	run smtp_pipe 'EHLO custom.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n'
 	assert_equal "$(nth 3)" "$(printf '554-5.7.0 first line\n554 5.7.0 go away')"
 	# a new HELO that the milter takes lifts the refusal
@@ -125,17 +125,18 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "mail: reject, tempfail, custom, discard, accept" {
 	send_msg reject-mail@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	send_msg tempfail-mail@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	send_msg custom-mail@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	assert_equal "$(nth 3)" "$(printf '451-4.7.2 come back\n451 4.7.2 much later')"
 	assert_equal "$(ms_new_count)" 0
 	# discard: 250 at the dot, nothing stored, logged
 	send_msg discard-mail@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "250 2.0.0 discarded: Requested mail action okay, completed"
+	[[ "$(nth 6)" =~ ^250\ 2\.0\.0\ queued\ as\ .*:\ Requested\ mail\ action\ okay,\ completed$ ]]
 	assert_equal "$(ms_new_count)" 0
 	grep -q 'event=milter stage=eom .*verdict=discard' "$MS_DIR/log"
+	grep -q 'event=discard id=' "$MS_DIR/log"
 	# accept: stored, and the milter sees no more of the message
 	send_msg accept-mail@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	assert_line --partial "250 2.0.0 queued as"
@@ -145,25 +146,25 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "rcpt: one of two refused, the other keeps the message" {
 	send_msg a@b.example "reject-rcpt@example.org bob@example.org" 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 4)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 4)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	assert_equal "$(nth 5)" "250 2.1.5 <bob@example.org>: Requested mail action okay, completed"
 	assert_line --partial "250 2.0.0 queued as"
 	assert_equal "$(ms_new_count)" 1
 	grep -q '^Delivered-To: bob@example.org$' "$(ms_new_file)"
 	send_msg a@b.example "tempfail-rcpt@example.org" 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 4)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 4)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	assert_equal "$(nth 5)" "554 5.5.1 no valid recipients: Transaction failed"
 }
 
 @test "end of body: reject, tempfail, custom, discard, accept at the final dot" {
 	send_msg a@b.example bob@example.org 'X-Mode: reject\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 6)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	send_msg a@b.example bob@example.org 'X-Mode: tempfail\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	send_msg a@b.example bob@example.org 'X-Mode: custom\r\n' 'b\r\n'
 	assert_equal "$(nth 6)" "$(printf '550-5.7.9 not this one\n550 5.7.9 nor any other')"
 	send_msg a@b.example bob@example.org 'X-Mode: discard\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "250 2.0.0 discarded: Requested mail action okay, completed"
+	[[ "$(nth 6)" =~ ^250\ 2\.0\.0\ queued\ as\ .*:\ Requested\ mail\ action\ okay,\ completed$ ]]
 	assert_equal "$(ms_new_count)" 0
 	send_msg a@b.example bob@example.org 'X-Mode: accept\r\n' 'b\r\n'
 	assert_line --partial "250 2.0.0 queued as"
@@ -172,7 +173,7 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "end of body: BDAT LAST is answered by the milter too" {
 	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nBDAT 18\r\nX-Mode: reject\r\n\r\nBDAT 3 LAST\r\nb\r\nQUIT\r\n'
-	assert_equal "$(nth 6)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 6)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	assert_equal "$(ms_new_count)" 0
 }
 
@@ -224,11 +225,11 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 @test "a milter that never answers: milter_timeout, then the default action" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/silent" -o milter_timeout=1)
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	grep -q 'event=milter milter=unix:.*/silent error="timeout.*action=tempfail' "$MS_DIR/log"
 	MS_OPTS+=(-o milter_default_action=reject)
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	MS_OPTS+=(-o milter_default_action=accept)
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	assert_line --partial "250 2.0.0 queued as"
@@ -238,7 +239,7 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 @test "a milter that is not there: the default action, logged" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/nothing-here")
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	grep -q 'error="connect: No such file or directory" action=tempfail' "$MS_DIR/log"
 }
 
@@ -246,7 +247,7 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/close")
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	assert_equal "$(nth 3)" "250 2.1.0 <a@b.example>: Requested mail action okay, completed"
-	assert_equal "$(nth 6)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	assert_equal "$(ms_new_count)" 0
 	grep -q 'error="closed by the milter"' "$MS_DIR/log"
 }
@@ -254,7 +255,7 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 @test "a milter that sends garbage: the default action, no crash" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/garbage")
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 refused by a filter: Requested action aborted: try again later"
+	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	assert_line "221 2.0.0 $MS_HOST Service closing transmission channel"
 	grep -q 'error="bad reply code"' "$MS_DIR/log"
 }
@@ -266,13 +267,13 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	[ -e "$MT_OUT/$TID.one.json" ] && [ -e "$MT_OUT/$TID.two.json" ]
 	rm -f "$MT_OUT/$TID".*
 	send_msg a@b.example bob@example.org 'X-Mode: reject\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 6)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	[ -e "$MT_OUT/$TID.one.json" ] && [ ! -e "$MT_OUT/$TID.two.json" ]
 }
 
 @test "RSET and a new transaction abort the milter's message" {
 	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRSET\r\nMAIL FROM:<reject-mail@b.example>\r\nMAIL FROM:<c@b.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nX-Test-Id: rset\r\n\r\nb\r\n.\r\nQUIT\r\n'
-	assert_equal "$(nth 5)" "550 5.7.1 refused by a filter: Requested action not taken: refused by policy"
+	assert_equal "$(nth 5)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	assert_line --partial "250 2.0.0 queued as"
 	TID=rset
 	run seen one 'r["sender"]'
