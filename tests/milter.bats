@@ -279,3 +279,82 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	run seen one 'r["sender"]'
 	assert_output '<c@b.example>'
 }
+
+# The stored message without its trace fields' variable parts.
+stored() { ms_normalize_msg <"$(ms_new_file)"; }
+
+@test "changes: add, insert at 0 and 1, change and delete header fields" {
+	# mailslot's Received counts as index 0, as Postfix counts its own
+	send_msg a@b.example bob@example.org 'X-Mode: add ins1 chg del\r\nSubject: old\r\nX-Remove: gone\r\n\tfolded\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	run stored
+	assert_output "Return-Path: <a@b.example>
+Delivered-To: bob@example.org
+Received: from c.example (unknown)
+	by mx.test (mailslot) with ESMTP id ID
+	for <bob@example.org>; DATE
+X-Ins1: at index 1
+X-Test-Id: t$BATS_TEST_NUMBER
+X-Mode: add ins1 chg del
+Subject: changed subject
+X-Added: added by one
+
+b"
+	rm -f "$MS_MAILDIR"/new/*
+	send_msg a@b.example bob@example.org 'X-Mode: ins0\r\n' 'b\r\n'
+	run stored
+	assert_output "Return-Path: <a@b.example>
+Delivered-To: bob@example.org
+X-Ins0: at index 0
+Received: from c.example (unknown)
+	by mx.test (mailslot) with ESMTP id ID
+	for <bob@example.org>; DATE
+X-Test-Id: t$BATS_TEST_NUMBER
+X-Mode: ins0
+
+b"
+}
+
+@test "changes: the body replaced, in two pieces, stored with LF" {
+	send_msg a@b.example bob@example.org 'X-Mode: body\r\nSubject: s\r\n' 'old body\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	run stored
+	assert_output --partial "$(printf 'Subject: s\n\nnew body line 1\nnew body line 2')"
+	refute_output --partial 'old body'
+	run grep -c $'\r' "$(ms_new_file)"
+	assert_output 0
+}
+
+@test "changes: a recipient added, one deleted, the sender changed" {
+	send_msg a@b.example bob@example.org 'X-Mode: addrcpt delrcpt chgfrom\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	run stored
+	assert_output --partial 'Return-Path: <new-sender@example.net>'
+	assert_output --partial 'Delivered-To: carol@example.org'
+	refute_output --partial 'bob@example.org'
+}
+
+@test "quarantine: stored in .Junk with the reason logged" {
+	send_msg a@b.example bob@example.org 'X-Mode: quarantine\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	assert_equal "$(ms_new_count)" 0
+	assert_equal "$(find "$MS_MAILDIR/.Junk/new" -type f | wc -l)" 1
+	grep -q 'reason="looks like spam"' "$MS_DIR/log"
+}
+
+@test "two milters: the second sees the first's changes; both change the message" {
+	MS_OPTS+=(-o "milters=$ONE $TWO")
+	send_msg a@b.example bob@example.org 'X-Mode: order\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	run stored
+	assert_output --partial "$(printf 'X-Order: one\nX-Order: two\n')"
+	run seen two 'r["headers"][-1]'
+	assert_output '["X-Order", "one"]'
+}
+
+@test "no-reply milter: its end-of-body change is applied" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/nr.sock")
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	run stored
+	assert_output --partial 'X-Noreply: nr'
+}
