@@ -626,6 +626,8 @@ exchange_init(struct exchange *x, int stage, uint32_t actions, uint32_t proto,
 	x->ed = ed;
 	x->vr = vr;
 	x->body_fd = -1;
+	if (vr != NULL)
+		memset(vr, 0, sizeof(*vr));
 }
 
 static void
