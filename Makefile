@@ -3,7 +3,7 @@
 
 PROG	= src/mailslot
 SRCS	= src/main.c src/conf.c src/smtp.c src/addr.c src/io.c src/data.c \
-	  src/route.c src/deliver.c src/header.c src/verdict.c src/edit.c src/filter.c \
+	  src/route.c src/deliver.c src/header.c src/verdict.c src/edit.c src/filter.c src/milter.c \
 	  src/maildir.c src/fsync.c src/log.c src/sd.c
 OBJS	= $(SRCS:.c=.o)
 HDRS	= $(wildcard src/*.h)
@@ -34,6 +34,8 @@ ALL_LDFLAGS = $(HARDLD) $(LDFLAGS)
 # Debian packages that building and testing need.
 BUILD_DEPS = gcc make pkg-config libbsd-dev libsystemd-dev
 TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-ssleay-perl
+# tests/milter*.bats: test milters (pymilter), rspamd, OpenDKIM.
+TEST_DEPS += python3-milter rspamd opendkim opendkim-tools
 
 # STARTTLS through libtls (src/tls.c); `make TLS=no` builds without it.
 # The choice sticks (build/tls-*) until TLS= is given again or make clean,

@@ -31,6 +31,7 @@
 #include "deliver.h"
 #include "filter.h"
 #include "log.h"
+#include "milter.h"
 #include "route.h"
 #include "smtp.h"
 #include "tls.h"
@@ -159,6 +160,7 @@ struct session {
 	long long		 errors;
 	unsigned		 ntx;
 	struct txn		*tx;
+	struct milters		*milt;		/* NULL: no milters */
 	const char		*cmd;		/* the line being answered, for the log */
 	size_t			 cmdlen;
 	const char		*rcpt;		/* RCPT's address while it is judged, ditto */
@@ -187,6 +189,7 @@ state_name(enum state st)
 static void
 txn_free(struct session *s)
 {
+	milter_abort(s->milt);
 	if (s->tx != NULL) {
 		if (s->tx->dv != NULL)
 			delivery_abort(s->tx->dv);
@@ -539,6 +542,8 @@ greet(struct session *s, char *arg, bool esmtp)
 	strlcpy(s->helo, arg, sizeof(s->helo));
 	s->greeted = true;
 	s->esmtp = esmtp;
+	/* A refusal here answers the MAIL commands that follow. */
+	(void)milter_helo(s->milt, arg, &(struct vreply){ 0 });
 	return true;
 }
 
@@ -671,6 +676,15 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 	    strcmp(c->verb, "SAML") == 0 ? RM_BOTH : RM_MAILBOX;
 	s->tx->from = from;
 	s->tx->params = mp;
+	{
+		struct vreply vr;
+		enum verdict vd = milter_mail(s->milt, from.null ? "" : from.text, &vr);
+
+		if (reply_verdict(s, vd, &vr)) {
+			txn_free(s);
+			return;
+		}
+	}
 	reply(s, RP_SENDER_OK, "<%s>", from.text);
 }
 
@@ -819,6 +833,16 @@ rcpt_judge(struct session *s, char *arg)
 	rc->mb = to;
 	route_rcpt(s->router, &rc->mb, tx->mode, tx->params.has_size ? tx->params.size : 0,
 	    &rc->rt);
+	if (rc->rt.st == RT_LOCAL || rc->rt.st == RT_FORWARD) {
+		struct vreply vr;
+		enum verdict vd = milter_rcpt(s->milt, to.text, &vr);
+
+		if (reply_verdict(s, vd, &vr)) {
+			tx->refused++;
+			route_free(&rc->rt);
+			return;
+		}
+	}
 	if (!route_reply(s, &rc->mb, &rc->rt, false)) {
 		tx->refused++;
 		route_free(&rc->rt);
@@ -979,16 +1003,41 @@ filter_message(struct session *s)
 	struct vreply vr = { 0 };
 	struct edits ed;
 	enum verdict v = VD_CONTINUE;
-	char id[64], e[512], reason[sizeof(ed.reason)];
+	char id[64], e[512], reason[sizeof(ed.reason)] = "";
 
 	strlcpy(id, delivery_id(dv), sizeof(id));
 	edits_init(&ed);
 	/*
-	 * The milters' end-of-body step goes here: each milter in turn, its
-	 * edits through apply_edits() before the next one, until one
-	 * refuses, discards or quarantines.
+	 * The milters' end-of-body step: each milter in turn sees the message
+	 * as the earlier ones left it, its edits applied before the next one,
+	 * until one refuses or discards; a quarantine goes on to the others.
 	 */
-	strlcpy(reason, ed.reason, sizeof(reason));
+	for (size_t i = 0; i < milter_count(s->milt); i++) {
+		enum verdict mv;
+		bool lf;
+		uint64_t len;
+		off_t off;
+		int fd;
+
+		if (delivery_message(dv, &fd, &off, &len, &lf) != 0)
+			mv = VD_TEMPFAIL;
+		else
+			mv = milter_message(s->milt, i, fd, (uint64_t)off, (uint64_t)off + len,
+			    !lf, id, &ed, &vr);
+		if (ed.reason[0] != '\0')
+			strlcpy(reason, ed.reason, sizeof(reason));
+		if ((mv == VD_CONTINUE || mv == VD_ACCEPT || mv == VD_QUARANTINE) &&
+		    !apply_edits(s, &ed))
+			mv = VD_TEMPFAIL;
+		edits_free(&ed);
+		if (mv == VD_QUARANTINE)
+			v = VD_QUARANTINE;
+		else if (mv == VD_REJECT || mv == VD_TEMPFAIL || mv == VD_DISCARD) {
+			v = mv;
+			break;
+		}
+	}
+	milter_message_end(s->milt);
 	if (v != VD_REJECT && v != VD_TEMPFAIL && v != VD_DISCARD &&
 	    s->conf->filter_command[0] != '\0') {
 		struct filter_env fe = {
@@ -1367,6 +1416,7 @@ cmd_starttls(struct session *s, const struct command *c, char *arg)
 	s->greeted = s->esmtp = false;
 	s->helo[0] = '\0';
 	s->tls = true;
+	milter_tls(s->milt, tls_describe(s->io));
 	log_msg(LOG_INFO, "event=tls result=ok using=\"%s\"", tls_describe(s->io));
 }
 
@@ -1469,6 +1519,10 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf");
 
 	reply_line(&s, conf->accept_mail ? RP_GREETING : RP_GREETING_NO_MAIL, false, NULL);
+	/* A connect refusal answers every MAIL (milter.c keeps it). */
+	if (conf->accept_mail)
+		s.milt = milter_open(conf, peer, io->rfd, &(enum verdict){ 0 },
+		    &(struct vreply){ 0 });
 
 	while (!s.done) {
 		size_t len = 0, raw = 0;
@@ -1512,5 +1566,6 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	io_flush(io);
 	log_msg(LOG_INFO, "event=close transactions=%u errors=%lld", s.ntx, s.errors);
 	txn_free(&s);
+	milter_close(s.milt);
 	return 0;
 }

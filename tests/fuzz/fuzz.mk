@@ -16,9 +16,9 @@ FUZZ_TIME	?= 60
 FUZZ_CHECK_TIME	?= 4
 # seconds one input may take before it counts as a failure
 FUZZ_TIMEOUT	?= 10
-FUZZ_TARGETS	= addr data conf alias getline bdat session
+FUZZ_TARGETS	= addr data conf alias getline bdat session milter
 FUZZ_DIR	= build/fuzz
-FUZZ_CFLAGS	= -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS $(DEP_CFLAGS) -Isrc \
+FUZZ_CFLAGS	= -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS -DVERSION='"fuzz"' $(DEP_CFLAGS) -Isrc \
 		  $(WARN) -g -O1 -fno-omit-frame-pointer \
 		  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
@@ -33,6 +33,7 @@ FUZZ_SRC_alias	 = src/route.c src/addr.c src/log.c src/maildir.c src/sd.c
 FUZZ_SRC_session = $(filter-out src/main.c src/tls.c,$(SRCS))
 # Its log goes nowhere and the process title is left alone (fuzz_session.c).
 FUZZ_LDFLAGS_session = -Wl,--wrap=log_msg,--wrap=setproctitle
+FUZZ_SRC_milter	 = src/milter.c src/verdict.c src/edit.c src/maildir.c src/log.c src/sd.c
 
 FUZZ_BINS = $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 
