@@ -3,7 +3,7 @@
 
 PROG	= src/mailslot
 SRCS	= src/main.c src/conf.c src/smtp.c src/addr.c src/io.c src/data.c \
-	  src/route.c src/deliver.c \
+	  src/route.c src/deliver.c src/header.c src/verdict.c src/edit.c src/filter.c src/milter.c \
 	  src/maildir.c src/fsync.c src/log.c src/sd.c
 OBJS	= $(SRCS:.c=.o)
 HDRS	= $(wildcard src/*.h)
@@ -39,6 +39,8 @@ ALL_LDFLAGS = $(HARDLD) $(LDFLAGS)
 BUILD_DEPS = gcc libc6-dev linux-libc-dev make pkg-config libbsd-dev libsystemd-dev
 TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-ssleay-perl \
 	     procps
+# tests/milter*.bats: test milters (pymilter), rspamd, OpenDKIM.
+TEST_DEPS += python3-milter rspamd opendkim opendkim-tools
 
 # STARTTLS through libtls (src/tls.c); `make TLS=no` builds without it.
 # The choice sticks (build/tls-*) until TLS= is given again or make clean,
@@ -100,6 +102,9 @@ TEST_DEPS += swaks msmtp curl ucspi-tcp openbsd-inetd execline s6 \
 # strace (fault injection), utmpdump and setpriv (util-linux).
 TEST_DEPS += dovecot-core strace util-linux
 
+# tests/filter-command.bats: SpamAssassin's spamd and spamc.
+TEST_DEPS += spamassassin spamc spamd
+
 # Installation.  No root needed with DESTDIR (a staging tree).  The binary
 # reads /etc/mailslot/mailslot.conf by default; with another SYSCONFDIR the
 # installed service passes -f.
@@ -139,6 +144,7 @@ install: all
 	$(INSTALL) -m 755 contrib/tcpserver/run contrib/tcpserver/log-run \
 	    $(DESTDIR)$(DOCDIR)/contrib/tcpserver/
 	$(INSTALL) -m 755 contrib/s6/run $(DESTDIR)$(DOCDIR)/contrib/s6/
+	$(INSTALL) -m 755 contrib/mailslot-spamc $(DESTDIR)$(DOCDIR)/contrib/
 	@if [ -z "$(DESTDIR)" ]; then \
 		echo "next: systemd-sysusers; systemd-tmpfiles --create;" \
 		    "systemctl daemon-reload; systemctl enable --now mailslot.socket"; \
@@ -250,3 +256,11 @@ check-valgrind: all
 .PHONY: asan check-asan check-valgrind
 
 include tests/fuzz/fuzz.mk
+
+# The crash-state checker (tests/crashcheck/README): make check runs a
+# small configuration (tests/crashcheck.bats); this is the long run.
+CRASH_STATES ?= 300
+crashcheck: $(PROG)
+	python3 tests/crashcheck/crashcheck.py --states $(CRASH_STATES) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
+
+.PHONY: crashcheck

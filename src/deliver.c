@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,20 +18,48 @@
 #include <vis.h>
 
 #include "deliver.h"
+#include "edit.h"
 #include "fsync.h"
+#include "header.h"
 #include "log.h"
 
 #define TERMINAL_MAX	(64 * 1024)	/* a terminal is not a mailbox */
 #define TERMINAL_WAIT_MS 5000		/* nor worth holding the client for */
 
+/*
+ * One envelope recipient: where its message went, for its log line, and
+ * its terminal.  SOML's mailbox targets are fallbacks: used only when no
+ * terminal of the recipient took the whole message.
+ */
+struct who {
+	const char	*rcpt;
+	const char	*login;		/* its terminal's login, or NULL */
+	enum rmode	 mode;
+	bool		 mailbox, forward;	/* targets used in any case */
+	bool		 fb_mailbox, fb_forward; /* SOML's, used when it fell back */
+	bool		 whole;		/* a terminal of it took the whole message */
+	bool		 fell_back;	/* SOML, and none did */
+};
+
 struct copy {
 	const char	 *path, *root;	/* point into the recipients' routes */
 	const char	**rcpts;	/* the recipients this copy is for */
 	size_t		  nrcpts;
+	bool		  definite;	/* a recipient needs it whatever the terminals do */
+	size_t		 *fb;		/* else: the SOML recipients (who[]) it is a fallback for */
+	size_t		  nfb;
 	struct maildir	  md;
 	struct msg	  m;
 	bool		  open, published;
 	char		  name[MSG_NAMESIZE];
+};
+
+/* One forward_command run: one envelope recipient, its remote addresses. */
+struct fwd {
+	size_t		  who;		/* the recipient, in who[] */
+	bool		  fallback;
+	const char	**to;
+	size_t		  nto;
 };
 
 struct delivery {
@@ -38,16 +67,43 @@ struct delivery {
 	struct trace		  tr;
 	struct copy		 *copies;
 	size_t			  ncopies;
-	const char		**forwards, **fwd_rcpts;
-	size_t			  nforwards, nfwd_rcpts;
-	const char		**terminals;
-	size_t			  nterminals;
+	struct who		 *who;
+	size_t			  nwho;
+	struct fwd		 *fwds;
+	size_t			  nfwds;
+	dev_t			  ttys[16];	/* terminals written, at most so many */
+	bool			  tty_whole[16];
+	size_t			  nttys;
 	struct msg		  spool;
 	bool			  spooled;
 	struct msg		 *primary;
+	struct copy		 *first;	/* the copy that is the primary, or NULL */
 	char			  id[64];
 	char			  date[64];	/* RFC 5322, the same in every copy */
+	char			  msgid[256];	/* the message's Message-ID, raw */
+	/*
+	 * With filters (conf_filtered): the spool holds the message as
+	 * received, without trace, and every copy is made from *primary at
+	 * the commit; the plan is remade from `rs` when a filter changes it.
+	 */
+	bool			  filtered, quarantine, has_edited;
+	struct maildir		  spool_md;	/* where the spool is; root -1: $TMPDIR */
+	struct msg		  edited;	/* the message after the edits: primary */
+	struct rcvd_at		  at;		/* where each copy's Received goes */
+	struct rcpt		 *rs;		/* the recipients now (shallow copies) */
+	size_t			  nrs;
+	struct route		 *own_rt;	/* the routes of recipients filters added */
+	size_t			  nown_rt;
+	char			**owned;	/* strings the plan points into */
+	size_t			  nowned;
+	char			 *fc;		/* the first copy's trace (delivery_first_copy) */
 };
+
+static int plan(struct delivery *, const struct rcpt *, size_t);
+static int filter_begin(struct delivery *, const struct rcpt *, size_t);
+static void filter_free(struct delivery *);
+static const char *junk_path(struct delivery *, const char *root);
+static int filtered_copy(struct delivery *, struct copy *);
 
 /* The data streams through this; copies and spools share the small one. */
 static char bigbuf[MSG_BUFSIZE];
@@ -83,6 +139,7 @@ copy_for(struct delivery *d, const char *path, const char *root)
 	memset(nc, 0, sizeof(*nc));
 	nc->path = path;
 	nc->root = root;
+	nc->md.root = -1;
 	nc->m.fd = -1;
 	return nc;
 }
@@ -206,11 +263,13 @@ trace(const struct delivery *d, struct msg *m, const char *const *rcpts, size_t 
 	free(h);
 }
 
+/* Forget the plan (the copies, forwards and recipients), not the message. */
 static void
-delivery_free(struct delivery *d)
+plan_free(struct delivery *d)
 {
 	for (size_t i = 0; i < d->ncopies; i++) {
 		free(d->copies[i].rcpts);
+		free(d->copies[i].fb);
 		if (d->copies[i].md.root != -1) {
 			close(d->copies[i].md.root);
 			close(d->copies[i].md.tmp);
@@ -218,10 +277,90 @@ delivery_free(struct delivery *d)
 		}
 	}
 	free(d->copies);
-	free(d->forwards);
-	free(d->fwd_rcpts);
-	free(d->terminals);
+	for (size_t i = 0; i < d->nfwds; i++)
+		free(d->fwds[i].to);
+	free(d->fwds);
+	free(d->who);
+	d->copies = NULL;
+	d->fwds = NULL;
+	d->who = NULL;
+	d->ncopies = d->nfwds = d->nwho = 0;
+}
+
+static void
+delivery_free(struct delivery *d)
+{
+	plan_free(d);
+	if (d->filtered)
+		filter_free(d);
 	free(d);
+}
+
+/* The copies, forwards and terminals for `n` recipients. */
+static int
+plan(struct delivery *d, const struct rcpt *r, size_t n)
+{
+	if (n > 0 && (d->who = calloc(n, sizeof(*d->who))) == NULL)
+		return -1;
+	d->nwho = n;
+	for (size_t i = 0; i < n; i++) {
+		struct who *w = &d->who[i];
+		struct fwd *f = NULL;
+
+		w->rcpt = r[i].mb.text;
+		w->mode = r[i].rt.mode;
+		for (size_t j = 0; j < r[i].rt.n; j++) {
+			const struct target *t = &r[i].rt.t[j];
+			const char *path = t->path;
+			struct copy *cp;
+			size_t *nfb;
+
+			/* Quarantined: only the Maildirs, each in its mailbox's .Junk. */
+			if (d->quarantine && t->kind != TK_MAILDIR)
+				continue;
+			switch (t->kind) {
+			case TK_MAILDIR:
+				if ((d->quarantine && (path = junk_path(d, t->root)) == NULL) ||
+				    (cp = copy_for(d, path, t->root)) == NULL ||
+				    add_unique(&cp->rcpts, &cp->nrcpts, r[i].mb.text) == -1)
+					return -1;
+				cp->md.root = -1;
+				if (!t->fallback || d->quarantine) {
+					cp->definite = true;
+					w->mailbox = true;
+					break;
+				}
+				w->fb_mailbox = true;
+				if ((nfb = reallocarray(cp->fb, cp->nfb + 1, sizeof(*nfb))) == NULL)
+					return -1;
+				cp->fb = nfb;
+				cp->fb[cp->nfb++] = i;
+				break;
+			case TK_FORWARD:
+				/* One run, and one copy, per envelope recipient: no Bcc leaks. */
+				if (f == NULL) {
+					if ((f = reallocarray(d->fwds, d->nfwds + 1, sizeof(*f))) == NULL)
+						return -1;
+					d->fwds = f;
+					f = &d->fwds[d->nfwds++];
+					memset(f, 0, sizeof(*f));
+					f->who = i;
+					f->fallback = t->fallback;
+				}
+				if (add_unique(&f->to, &f->nto, t->addr) == -1)
+					return -1;
+				if (t->fallback)
+					w->fb_forward = true;
+				else
+					w->forward = true;
+				break;
+			case TK_TERMINAL:
+				w->login = t->addr;
+				break;
+			}
+		}
+	}
+	return 0;
 }
 
 struct delivery *
@@ -237,39 +376,35 @@ delivery_begin(const struct config *c, const struct trace *tr,
 	d->conf = c;
 	d->tr = *tr;
 	rfc5322_date(d->date, sizeof(d->date), time(NULL));
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < r[i].rt.n; j++) {
-			const struct target *t = &r[i].rt.t[j];
-			struct copy *cp;
+	d->spool_md.root = -1;
+	if (conf_filtered(c) && filter_begin(d, r, n) == -1)
+		goto fail;
+	if (plan(d, r, n) == -1)
+		goto fail;
 
-			switch (t->kind) {
-			case TK_MAILDIR:
-				if ((cp = copy_for(d, t->path, t->root)) == NULL ||
-				    add_unique(&cp->rcpts, &cp->nrcpts, r[i].mb.text) == -1)
-					goto fail;
-				cp->md.root = -1;
-				break;
-			case TK_FORWARD:
-				if (add_unique(&d->forwards, &d->nforwards, t->addr) == -1 ||
-				    add_unique(&d->fwd_rcpts, &d->nfwd_rcpts, r[i].mb.text) == -1)
-					goto fail;
-				break;
-			case TK_TERMINAL:
-				if (add_unique(&d->terminals, &d->nterminals, t->addr) == -1)
-					goto fail;
-				break;
-			}
-		}
-
-	if (d->ncopies == 0) {
+	/* The data streams into a copy that is needed whatever happens, else a spool. */
+	for (size_t i = 0; i < d->ncopies && d->first == NULL; i++)
+		if (d->copies[i].definite)
+			d->first = &d->copies[i];
+	if (d->filtered && d->first != NULL) {
+		/* The message as received, in that Maildir's tmp/, for the filters. */
+		if (maildir_open(&d->spool_md, d->first->path, c->hostname) == -1 ||
+		    msg_open(&d->spool, &d->spool_md, bigbuf, sizeof(bigbuf)) == -1)
+			goto fail;
+		d->first = NULL;	/* every copy is made at the commit */
+		d->spooled = true;
+		d->primary = &d->spool;
+		strlcpy(d->id, d->spool.base, sizeof(d->id));
+	} else if (d->first == NULL) {
 		if (msg_open_spool(&d->spool, bigbuf, sizeof(bigbuf)) == -1)
 			goto fail;
 		d->spooled = true;
 		d->primary = &d->spool;
 		snprintf(d->id, sizeof(d->id), "%lld.P%ld", (long long)time(NULL), (long)getpid());
-		trace(d, d->primary, d->fwd_rcpts, d->nfwd_rcpts);
+		if (!d->filtered)
+			trace(d, d->primary, NULL, 0);	/* never seen: it only sets the mark */
 	} else {
-		first = &d->copies[0];
+		first = d->first;
 		if (maildir_open(&first->md, first->path, c->hostname) == -1 ||
 		    msg_open(&first->m, &first->md, bigbuf, sizeof(bigbuf)) == -1)
 			goto fail;
@@ -306,6 +441,8 @@ delivery_abort(struct delivery *d)
 	}
 	if (d->spooled)
 		msg_abort(&d->spool);
+	if (d->has_edited)
+		msg_abort(&d->edited);
 	delivery_free(d);
 }
 
@@ -340,17 +477,20 @@ feed(int out, const char *buf, size_t blen, int fd, off_t off, uint64_t len, int
 }
 
 /*
- * forward_command, without a shell: its words, then "-f SENDER -- RCPT...",
- * the message on stdin.  It must exit 0 before the client hears 250.
+ * forward_command, without a shell: its words, then "-f SENDER -- ADDR...",
+ * the message on stdin.  It must exit 0 before the client hears 250.  One
+ * run per envelope recipient, its copy naming that recipient only (a Bcc
+ * stays blind): the addresses are that recipient's remote alias targets.
  */
 static int
-forward(struct delivery *d)
+forward(struct delivery *d, const struct fwd *f)
 {
 	const struct config *c = d->conf;
 	struct msg *p = d->primary;
+	const char *rcpt = d->who[f->who].rcpt;
 	char *words = strdup(c->forward_command), *save = NULL, **argv;
-	char *head;
-	size_t argc = 0, max = d->nforwards + 8, hn;
+	char *head, e[LOG_QUOTED(ADDR_MAX_PATH + 2)];
+	size_t argc = 0, max = f->nto + 8, hn;
 	int fds[2], status = 0;
 	bool fed;
 	pid_t pid;
@@ -367,8 +507,8 @@ forward(struct delivery *d)
 	argv[argc++] = "-f";
 	argv[argc++] = (char *)(d->tr.sender[0] ? d->tr.sender : "<>");
 	argv[argc++] = "--";
-	for (size_t i = 0; i < d->nforwards; i++)
-		argv[argc++] = (char *)d->forwards[i];
+	for (size_t i = 0; i < f->nto; i++)
+		argv[argc++] = (char *)f->to[i];
 	argv[argc] = NULL;
 
 	if (pipe2(fds, O_CLOEXEC) == -1) {
@@ -396,7 +536,7 @@ forward(struct delivery *d)
 		return -1;
 	}
 	fcntl(fds[1], F_SETFL, O_NONBLOCK);
-	head = headers(d, false, d->fwd_rcpts, d->nfwd_rcpts, &hn);
+	head = headers(d, false, &rcpt, 1, &hn);
 	/* A program that did not take the whole message did not take it. */
 	fed = head != NULL && feed(fds[1], head, hn, p->fd, (off_t)p->mark,
 	    p->octets - p->mark, (int)c->data_timeout) == 0;
@@ -426,7 +566,8 @@ forward(struct delivery *d)
 	}
 	if (!fed)
 		return -1;
-	log_msg(LOG_INFO, "event=forward id=%s to=%zu", d->id, d->nforwards);
+	log_msg(LOG_INFO, "event=forward id=%s rcpt=%s to=%zu", d->id,
+	    log_quote_path(e, sizeof(e), rcpt), f->nto);
 	return 0;
 }
 
@@ -463,8 +604,12 @@ tty_write(int tty, const char *p, size_t n, long long *budget_ms)
 	return true;
 }
 
-/* Control octets and escape sequences never reach the terminal raw. */
-static void
+/*
+ * Control octets and escape sequences never reach the terminal raw.  True
+ * when the terminal took the whole message: the banner and every octet of
+ * the body (never so when the body is over TERMINAL_MAX and was cut).
+ */
+static bool
 to_terminal(int tty, const struct delivery *d, int fd)
 {
 	const struct msg *p = d->primary;
@@ -477,7 +622,7 @@ to_terminal(int tty, const struct delivery *d, int fd)
 	strnvis(from, d->tr.sender, sizeof(from), VIS_CSTYLE | VIS_OCTAL | VIS_TAB);
 	n = snprintf(out, sizeof(out), "\r\nMessage from <%s> via mailslot:\r\n", from);
 	if (n < 0 || (size_t)n >= sizeof(out) || !tty_write(tty, out, (size_t)n, &budget))
-		return;
+		return false;
 	if (left > TERMINAL_MAX)
 		left = TERMINAL_MAX;
 	while (left > 0) {
@@ -485,7 +630,7 @@ to_terminal(int tty, const struct delivery *d, int fd)
 		size_t o = 0;
 
 		if (got <= 0)
-			break;
+			return false;
 		for (ssize_t i = 0; i < got; i++) {
 			if (in[i] == '\n') {
 				memcpy(out + o, "\r\n", 2);
@@ -495,62 +640,95 @@ to_terminal(int tty, const struct delivery *d, int fd)
 				    VIS_CSTYLE | VIS_OCTAL | VIS_TAB, 0) - (out + o));
 		}
 		if (!tty_write(tty, out, o, &budget))
-			return;
+			return false;
 		off += got;
 		left -= (uint64_t)got;
 	}
-	if (p->octets - p->mark > TERMINAL_MAX)
+	if (p->octets - p->mark > TERMINAL_MAX) {
 		(void)tty_write(tty, "\r\n[message cut]\r\n", 17, &budget);
-}
-
-static bool
-seen(dev_t *v, size_t *n, size_t max, dev_t dev)
-{
-	for (size_t i = 0; i < *n; i++)
-		if (v[i] == dev)
-			return true;
-	if (*n == max)
-		return true;	/* enough terminals for one message */
-	v[(*n)++] = dev;
-	return false;
+		return false;
+	}
+	return true;
 }
 
 struct tty_job {
-	const struct delivery	*d;
+	struct delivery		*d;
 	const char		*login;
 	int			 fd;		/* the message */
-	dev_t			 done[16];	/* a tty listed twice in utmp gets one copy */
-	size_t			 ndone;
+	bool			 whole;		/* a terminal of the login took it whole */
 };
 
 static int
 to_tty(const char *line, void *arg)
 {
 	struct tty_job *j = arg;
+	struct delivery *d = j->d;
 	struct stat st;
+	size_t k;
 	int tty;
+	bool whole;
 
 	if ((tty = open(line, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) == -1)
 		return 0;
-	if (fstat(tty, &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & S_IWGRP) &&
-	    !seen(j->done, &j->ndone, sizeof(j->done) / sizeof(j->done[0]), st.st_rdev)) {
-		to_terminal(tty, j->d, j->fd);
-		log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s", j->d->id,
-		    j->login, line);
+	if (fstat(tty, &st) != 0 || !S_ISCHR(st.st_mode) || !(st.st_mode & S_IWGRP)) {
+		close(tty);
+		return 0;
 	}
+	/* A tty listed twice in utmp (or for two recipients) gets one copy. */
+	for (k = 0; k < d->nttys && d->ttys[k] != st.st_rdev; k++)
+		;
+	if (k < d->nttys) {
+		j->whole |= d->tty_whole[k];
+		close(tty);
+		return 0;
+	}
+	if (k == sizeof(d->ttys) / sizeof(d->ttys[0])) {
+		close(tty);
+		return 0;	/* enough terminals for one message */
+	}
+	whole = to_terminal(tty, d, j->fd);
+	d->ttys[d->nttys] = st.st_rdev;
+	d->tty_whole[d->nttys++] = whole;
+	j->whole |= whole;
+	char q[LOG_QUOTED(64)];
+
+	log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s whole=%s", d->id,
+	    log_quote(q, sizeof(q), j->login, strlen(j->login)), line, whole ? "yes" : "no");
 	close(tty);
 	return 0;
 }
 
-static void
-terminals(const struct delivery *d, int fd)
+/*
+ * Write the message to the terminals of the recipients asked for with SEND
+ * and SOML (before anything is stored: they decide what is), or with SAML
+ * (`late`: after, as the mailbox has it already).  A SOML recipient none of
+ * whose terminals took the whole message falls back to its mailbox; a SEND
+ * recipient's failure makes the whole delivery fail.
+ */
+static bool
+terminals(struct delivery *d, int fd, bool late)
 {
-	struct tty_job j = { .d = d, .fd = fd };
+	const struct msg *p = d->primary;
+	bool too_big = p->octets - p->mark > TERMINAL_MAX;
 
-	for (size_t i = 0; i < d->nterminals; i++) {
-		j.login = d->terminals[i];
-		login_ttys(j.login, to_tty, &j);
+	for (size_t i = 0; i < d->nwho; i++) {
+		struct who *w = &d->who[i];
+		struct tty_job j = { .d = d, .login = w->login, .fd = fd };
+
+		if (w->login == NULL || (w->mode == RM_BOTH) != late)
+			continue;
+		/* SOML: a message that a terminal cannot take whole goes to the mailbox. */
+		if (!(too_big && w->mode == RM_EITHER))
+			login_ttys(w->login, to_tty, &j);
+		w->whole = j.whole;
+		if (w->whole)
+			continue;
+		if (w->mode == RM_TERMINAL)
+			return false;
+		if (w->mode == RM_EITHER)
+			w->fell_back = true;
 	}
+	return true;
 }
 
 /* ---- commit --------------------------------------------------------------- */
@@ -561,25 +739,45 @@ errno_result(int e)
 	return e == ENOSPC ? DR_NO_SPACE : e == EDQUOT ? DR_QUOTA : DR_LOCAL_ERROR;
 }
 
+/* Is this copy written: a recipient needs it whatever, or one fell back to it? */
+static bool
+needed(const struct delivery *d, const struct copy *cp)
+{
+	if (cp->definite)
+		return true;
+	for (size_t i = 0; i < cp->nfb; i++)
+		if (d->who[cp->fb[i]].fell_back)
+			return true;
+	return false;
+}
+
 /*
- * fsync every copy's file (or the spool's, when there is no copy), or with
- * `dirs` every copy's new/, all at once.  0 or the first errno.
+ * fsync every open copy's file (or the spool's, when there is none), or
+ * with `dirs` every published copy's new/, all at once.  0 or the first
+ * errno.
  */
 static int
 sync_copies(struct delivery *d, bool dirs)
 {
-	size_t n = d->ncopies > 0 ? d->ncopies : 1;
+	size_t n = 0;
 	int *fds, *errs, first = 0;
 
-	if ((fds = reallocarray(NULL, n, 2 * sizeof(int))) == NULL)
+	if ((fds = reallocarray(NULL, d->ncopies + 1, 2 * sizeof(int))) == NULL)
 		return ENOMEM;
-	errs = fds + n;
-	for (size_t i = 0; i < n; i++) {
-		struct msg *m = d->ncopies > 0 ? &d->copies[i].m : d->primary;
+	errs = fds + d->ncopies + 1;
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
 
-		if (!dirs && (first = msg_flush(m)) != 0)
+		if (!(dirs ? cp->published : cp->open))
+			continue;
+		if (!dirs && (first = msg_flush(&cp->m)) != 0)
 			goto out;
-		fds[i] = dirs ? m->md->new : m->fd;
+		fds[n++] = dirs ? cp->m.md->new : cp->m.fd;
+	}
+	if (n == 0 && !dirs) {
+		if ((first = msg_flush(d->primary)) != 0)
+			goto out;
+		fds[n++] = d->primary->fd;
 	}
 	fsync_all(fds, errs, n);
 	for (size_t i = 0; i < n && first == 0; i++)
@@ -587,6 +785,40 @@ sync_copies(struct delivery *d, bool dirs)
 out:
 	free(fds);
 	return first;
+}
+
+/*
+ * One line per envelope recipient, sharing the queue id (as Postfix logs),
+ * so that a grep for an address finds where its message went: `via` says
+ * mailbox, forward, terminal (a comma between two); msgid is the message's
+ * own Message-ID, escaped.
+ */
+static void
+log_delivered(const struct delivery *d, const char *name)
+{
+	const struct msg *p = d->primary;
+	char from[LOG_QUOTED(ADDR_MAX_PATH + 2)], to[LOG_QUOTED(ADDR_MAX_PATH + 2)];
+	char msgid[LOG_QUOTED(sizeof(d->msgid))];
+
+	log_quote_path(from, sizeof(from), d->tr.sender);
+	log_quote(msgid, sizeof(msgid), d->msgid, strlen(d->msgid));
+	for (size_t i = 0; i < d->nwho; i++) {
+		const struct who *w = &d->who[i];
+		bool mbox = w->mailbox || (w->fell_back && w->fb_mailbox);
+		bool fwd = w->forward || (w->fell_back && w->fb_forward);
+		char via[32] = "";
+
+		if (mbox)
+			strlcat(via, "mailbox", sizeof(via));
+		if (fwd)
+			strlcat(via, via[0] ? ",forward" : "forward", sizeof(via));
+		if (w->whole)
+			strlcat(via, via[0] ? ",terminal" : "terminal", sizeof(via));
+		log_msg(LOG_INFO, "event=deliver id=%s from=%s to=%s via=%s "
+		    "msgid=%s size=%" PRIu64 " file=%s", d->id, from,
+		    log_quote_path(to, sizeof(to), w->rcpt),
+		    via[0] ? via : "none", msgid, p->octets, name);
+	}
 }
 
 enum dresult
@@ -597,15 +829,41 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 	uint64_t body = p->octets - p->mark, body_lines = p->lines - p->mark_lines;
 	enum dresult r = DR_OK;
 	int body_fd = -1;
+	bool late_ttys = false, named = false;
 
+	*err = 0;
 	/* The further copies take the body from the first one's file. */
 	if ((*err = msg_flush(p)) != 0) {
 		r = errno_result(*err);
 		goto fail;
 	}
-	for (size_t i = 1; i < d->ncopies; i++) {
+	/* For the log; the header section is bounded, the message may not be. */
+	header_find(p->fd, (off_t)p->mark, body, "message-id", d->msgid, sizeof(d->msgid));
+	/*
+	 * SEND and SOML: the terminals first, since they decide what is
+	 * stored (RFC 821 4.1.1).  SEND of a message a terminal cannot take
+	 * whole is refused before any terminal sees it; a SEND recipient
+	 * whose terminal did not take it all fails the delivery (nothing was
+	 * stored: SEND stores nothing).
+	 */
+	for (size_t i = 0; i < d->nwho; i++) {
+		if (d->who[i].login == NULL)
+			continue;
+		if (d->who[i].mode == RM_TERMINAL && body > TERMINAL_MAX) {
+			r = DR_TERMINAL_TOO_BIG;
+			goto fail;
+		}
+		late_ttys |= d->who[i].mode == RM_BOTH;
+	}
+	if (!terminals(d, p->fd, false)) {
+		r = DR_TERMINAL;
+		goto fail;
+	}
+	for (size_t i = 0; i < d->ncopies; i++) {
 		struct copy *cp = &d->copies[i];
 
+		if (cp == d->first || !needed(d, cp))
+			continue;
 		if (maildir_open(&cp->md, cp->path, c->hostname) == -1 ||
 		    msg_open(&cp->m, &cp->md, smallbuf, sizeof(smallbuf)) == -1) {
 			*err = errno;
@@ -613,8 +871,16 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 			goto fail;
 		}
 		cp->open = true;
-		trace(d, &cp->m, cp->rcpts, cp->nrcpts);
-		if ((*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines)) != 0) {
+		if (d->filtered) {
+			if (!named)	/* the first copy is named as the Received field says */
+				strlcpy(cp->m.base, d->id, sizeof(cp->m.base));
+			named = true;
+			*err = filtered_copy(d, cp);
+		} else {
+			trace(d, &cp->m, cp->rcpts, cp->nrcpts);
+			*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines);
+		}
+		if (*err != 0) {
 			r = errno_result(*err);
 			goto fail;
 		}
@@ -627,19 +893,28 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 	/* A message that would take a mailbox over its quota is refused whole. */
 	for (size_t i = 0; i < d->ncopies; i++) {
 		struct copy *cp = &d->copies[i];
-		enum quota_status q = quota_check(cp->root, c->quota, cp->m.octets);
+		enum quota_status q;
 
+		if (!cp->open)
+			continue;
+		q = quota_check(cp->root, c->quota, cp->m.octets);
 		if (q != QUOTA_OK) {
 			r = q == QUOTA_OVER ? DR_OVER_QUOTA : DR_LOCAL_ERROR;
 			goto fail;
 		}
 	}
-	if (d->nforwards > 0 && forward(d) == -1) {
-		r = DR_FORWARD;
-		goto fail;
+	for (size_t i = 0; i < d->nfwds; i++) {
+		const struct fwd *f = &d->fwds[i];
+
+		if (f->fallback && !d->who[f->who].fell_back)
+			continue;
+		if (forward(d, f) == -1) {
+			r = DR_FORWARD;
+			goto fail;
+		}
 	}
-	/* Publishing closes the copies; the terminals still read the body. */
-	if (d->nterminals > 0 && (body_fd = dup(p->fd)) == -1) {
+	/* Publishing closes the copies; SAML's terminals still read the body. */
+	if (late_ttys && (body_fd = dup(p->fd)) == -1) {
 		*err = errno;
 		r = DR_LOCAL_ERROR;
 		goto fail;
@@ -647,13 +922,15 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 	for (size_t i = 0; i < d->ncopies; i++) {
 		struct copy *cp = &d->copies[i];
 
+		if (!cp->open)
+			continue;
 		cp->open = false;
 		if ((*err = msg_link(&cp->m, cp->name, sizeof(cp->name))) != 0)
 			break;
 		cp->published = true;
 	}
 	/* Not durable until new/ is: on failure every link is taken back. */
-	if (*err == 0 && d->ncopies > 0)
+	if (*err == 0)
 		*err = sync_copies(d, true);
 	if (*err != 0) {
 		r = errno_result(*err);
@@ -661,23 +938,361 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 			close(body_fd);
 		goto fail;
 	}
-	for (size_t i = 0; i < d->ncopies; i++) {
-		msg_done(&d->copies[i].m);
-		quota_charge(d->copies[i].root, d->copies[i].m.octets);
+	strlcpy(name, d->id, size);
+	for (size_t i = d->ncopies; i-- > 0; ) {
+		struct copy *cp = &d->copies[i];
+
+		if (!cp->published)
+			continue;
+		msg_done(&cp->m);
+		quota_charge(cp->root, cp->m.octets);
+		strlcpy(name, cp->name, size);	/* the first copy's name */
 	}
+	if (d->first != NULL)
+		strlcpy(name, d->first->name, size);
 	if (body_fd != -1) {
-		terminals(d, body_fd);
+		(void)terminals(d, body_fd, true);
 		close(body_fd);
 	}
-	if (d->ncopies > 0)
-		strlcpy(name, d->copies[0].name, size);
-	else
-		strlcpy(name, d->id, size);
+	log_delivered(d, name);
 	if (d->spooled)
 		msg_abort(&d->spool);
+	if (d->has_edited)
+		msg_abort(&d->edited);
 	delivery_free(d);
 	return DR_OK;
 fail:
 	delivery_abort(d);
 	return r;
+}
+
+/* ---- filters (verdict.h) ---------------------------------------------------- */
+
+static int
+filter_begin(struct delivery *d, const struct rcpt *r, size_t n)
+{
+	d->filtered = true;
+	if (n > 0 && (d->rs = reallocarray(NULL, n, sizeof(*r))) == NULL)
+		return -1;
+	if (n > 0)
+		memcpy(d->rs, r, n * sizeof(*r));
+	d->nrs = n;
+	return 0;
+}
+
+static void
+filter_free(struct delivery *d)
+{
+	if (d->spool_md.root != -1) {
+		close(d->spool_md.root);
+		close(d->spool_md.tmp);
+		close(d->spool_md.new);
+	}
+	for (size_t i = 0; i < d->nown_rt; i++)
+		route_free(&d->own_rt[i]);
+	free(d->own_rt);
+	free(d->rs);
+	for (size_t i = 0; i < d->nowned; i++)
+		free(d->owned[i]);
+	free(d->owned);
+	free(d->fc);
+}
+
+/* Keep `s` (malloc'ed) until the delivery goes; NULL when it cannot. */
+static char *
+own(struct delivery *d, char *s)
+{
+	char **v;
+
+	if (s == NULL || (v = reallocarray(d->owned, d->nowned + 1, sizeof(*v))) == NULL) {
+		free(s);
+		return NULL;
+	}
+	v[d->nowned++] = s;
+	d->owned = v;
+	return s;
+}
+
+static const char *
+junk_path(struct delivery *d, const char *root)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/.Junk", root) == -1)
+		return NULL;
+	return own(d, p);
+}
+
+/* Where the Received field starts in a trace from headers(). */
+static size_t
+received_at(const char *h, size_t len)
+{
+	for (size_t at = 0; at < len; ) {
+		const char *lf = memchr(h + at, '\n', len - at);
+
+		if (strncmp(h + at, "Received:", 9) == 0)
+			return at;
+		if (lf == NULL)
+			break;
+		at = (size_t)(lf - h) + 1;
+	}
+	return len;
+}
+
+/* A copy made from the (edited) message: its trace, with Received where the filters put it. */
+static int
+filtered_copy(struct delivery *d, struct copy *cp)
+{
+	struct msg *p = d->primary;
+	uint64_t octets = p->octets - p->mark, lines = p->lines - p->mark_lines;
+	size_t len, split;
+	char *h = headers(d, true, cp->rcpts, cp->nrcpts, &len);
+
+	if (h == NULL)
+		return ENOMEM;
+	split = received_at(h, len);
+	msg_put(&cp->m, h, split);
+	if (d->at.octets > 0)
+		(void)msg_copy_from(&cp->m, p, p->mark, d->at.octets, d->at.lines);
+	msg_put(&cp->m, h + split, len - split);
+	cp->m.mark = cp->m.octets;
+	cp->m.mark_lines = cp->m.lines;
+	free(h);
+	if (cp->m.err == 0 && octets > d->at.octets)
+		(void)msg_copy_from(&cp->m, p, p->mark + d->at.octets, octets - d->at.octets,
+		    lines - d->at.lines);
+	return cp->m.err;
+}
+
+bool
+delivery_filtered(const struct delivery *d)
+{
+	return d->filtered;
+}
+
+int
+delivery_message(struct delivery *d, int *fd, off_t *off, uint64_t *len, bool *lf_stored)
+{
+	struct msg *p = d->primary;
+	int e;
+
+	if ((e = msg_flush(p)) != 0)
+		return e;
+	*fd = p->fd;
+	*off = (off_t)p->mark;
+	*len = p->octets - p->mark;
+	*lf_stored = !d->tr.binary;
+	return 0;
+}
+
+const char *
+delivery_rcpt(const struct delivery *d, size_t i)
+{
+	return i < d->nrs ? d->rs[i].mb.text : NULL;
+}
+
+const char *
+delivery_sender(const struct delivery *d)
+{
+	return d->tr.sender;
+}
+
+unsigned
+delivery_received_index(const struct delivery *d)
+{
+	return d->at.nabove;
+}
+
+size_t
+delivery_targets(const struct delivery *d)
+{
+	size_t n = d->ncopies + d->nfwds;
+
+	for (size_t i = 0; i < d->nwho; i++)
+		n += d->who[i].login != NULL;
+	return n;
+}
+
+/* "<a@b>" or "a@b" from a filter, parsed as RCPT parses it. */
+static bool
+filter_addr(const char *a, struct mailbox *mb)
+{
+	char buf[ADDR_MAX_PATH + 3];
+	const char *rest;
+	size_t n = strlen(a);
+
+	if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
+		a++;
+		n -= 2;
+	}
+	if (n > ADDR_MAX_PATH)
+		return false;
+	snprintf(buf, sizeof(buf), "<%.*s>", (int)n, a);
+	return addr_parse(buf, ADDR_UTF8, mb, &rest) == ADDR_OK && *rest == '\0';
+}
+
+static int
+edit_fail(char *why, size_t size, const char *s)
+{
+	snprintf(why, size, "%s", s);
+	return -1;
+}
+
+int
+delivery_edit(struct delivery *d, const struct router *router, enum rmode mode,
+    const struct edits *e, char *why, size_t whysize)
+{
+	const struct config *c = d->conf;
+	bool replan = false;
+	char esc[LOG_QUOTED(ADDR_MAX_PATH + 2)];
+
+	if (!d->filtered)
+		return edit_fail(why, whysize, "no filters configured");
+	if (e->sender != NULL) {
+		struct mailbox mb;
+
+		if (e->sender[0] != '\0' && !filter_addr(e->sender, &mb))
+			return edit_fail(why, whysize, "invalid sender from a filter");
+		if (own(d, strdup(e->sender[0] ? mb.text : "")) == NULL)
+			return edit_fail(why, whysize, "out of memory");
+		d->tr.sender = d->owned[d->nowned - 1];
+		log_quote_path(esc, sizeof(esc), d->tr.sender);
+		log_msg(LOG_INFO, "event=filter-edit id=%s sender=%s", d->id, esc);
+		replan = true;
+	}
+	for (size_t i = 0; i < e->ndel; i++) {
+		struct mailbox mb;
+		bool found = false;
+
+		if (filter_addr(e->del_rcpt[i], &mb))
+			for (size_t j = 0; j < d->nrs; j++)
+				if (addr_same(&d->rs[j].mb, &mb)) {
+					memmove(d->rs + j, d->rs + j + 1, (d->nrs - j - 1) * sizeof(*d->rs));
+					d->nrs--;
+					found = replan = true;
+					break;
+				}
+		log_quote_path(esc, sizeof(esc), e->del_rcpt[i]);
+		log_msg(LOG_INFO, "event=filter-edit id=%s delrcpt=%s result=%s", d->id, esc,
+		    found ? "deleted" : "not-a-recipient");
+	}
+	for (size_t i = 0; i < e->nadd; i++) {
+		struct rcpt nr = { 0 };
+		const char *result = "added";
+		bool dup = false;
+
+		log_quote_path(esc, sizeof(esc), e->add_rcpt[i]);
+		if (!filter_addr(e->add_rcpt[i], &nr.mb) || nr.mb.null) {
+			log_msg(LOG_NOTICE, "event=filter-edit id=%s addrcpt=%s result=dropped "
+			    "reason=syntax", d->id, esc);
+			continue;
+		}
+		log_quote_path(esc, sizeof(esc), nr.mb.text);
+		for (size_t j = 0; j < d->nrs && !dup; j++)
+			dup = addr_same(&d->rs[j].mb, &nr.mb);
+		if (dup) {
+			log_msg(LOG_INFO, "event=filter-edit id=%s addrcpt=%s result=already",
+			    d->id, esc);
+			continue;
+		}
+		if (d->nrs >= (size_t)c->max_recipients) {
+			log_msg(LOG_NOTICE, "event=filter-edit id=%s addrcpt=%s result=dropped "
+			    "reason=too-many-recipients", d->id, esc);
+			continue;
+		}
+		route_rcpt(router, &nr.mb, mode, 0, &nr.rt);
+		if (nr.rt.st == RT_LOCAL || nr.rt.st == RT_FORWARD) {
+			struct route *ort = reallocarray(d->own_rt, d->nown_rt + 1, sizeof(*ort));
+			struct rcpt *nrs = ort == NULL ? NULL :
+			    reallocarray(d->rs, d->nrs + 1, sizeof(*nrs));
+
+			if (ort != NULL)
+				d->own_rt = ort;
+			if (nrs == NULL) {
+				route_free(&nr.rt);
+				return edit_fail(why, whysize, "out of memory");
+			}
+			d->own_rt[d->nown_rt++] = nr.rt;
+			d->rs = nrs;
+			d->rs[d->nrs++] = nr;
+			replan = true;
+		} else {
+			result = "dropped";
+			route_free(&nr.rt);
+		}
+		log_msg(result[0] == 'a' ? LOG_INFO : LOG_NOTICE,
+		    "event=filter-edit id=%s addrcpt=%s result=%s status=%d", d->id, esc,
+		    result, (int)nr.rt.st);
+	}
+	if (replan) {
+		plan_free(d);
+		if (plan(d, d->rs, d->nrs) == -1)
+			return edit_fail(why, whysize, "out of memory");
+	}
+	if (e->nh > 0 || e->body_fd != -1) {
+		struct msg nm;
+		struct rcvd_at at;
+		int err;
+
+		if ((err = msg_flush(d->primary)) != 0)
+			return edit_fail(why, whysize, strerror(err));
+		/* The buffer is free: the spool is complete and flushed. */
+		if ((d->spool_md.root != -1 ? msg_open(&nm, &d->spool_md, bigbuf, sizeof(bigbuf)) :
+		    msg_open_spool(&nm, bigbuf, sizeof(bigbuf))) == -1)
+			return edit_fail(why, whysize, strerror(errno));
+		if (edit_message(&nm, d->primary, &d->at, e, d->tr.binary, &at, why, whysize) == -1) {
+			msg_abort(&nm);
+			return -1;
+		}
+		if (d->has_edited)
+			msg_abort(&d->edited);
+		d->edited = nm;
+		d->has_edited = true;
+		d->primary = &d->edited;
+		d->at = at;
+		log_msg(LOG_INFO, "event=filter-edit id=%s headers=%zu body=%s", d->id, e->nh,
+		    e->body_fd != -1 ? "replaced" : "kept");
+	}
+	return 0;
+}
+
+int
+delivery_quarantine(struct delivery *d)
+{
+	if (!d->filtered) {
+		errno = EINVAL;
+		return -1;
+	}
+	d->quarantine = true;
+	plan_free(d);
+	if (plan(d, d->rs, d->nrs) == -1)
+		return -1;
+	for (size_t i = 0; i < d->ncopies; i++)
+		if (maildir_make_folder(d->copies[i].path) == -1)
+			return -1;
+	return 0;
+}
+
+size_t
+delivery_first_copy(struct delivery *d, struct dpiece p[4])
+{
+	struct msg *m = d->primary;
+	uint64_t octets = m->octets - m->mark;
+	size_t len, split, n = 0;
+	bool rp = d->ncopies > 0;
+
+	free(d->fc);
+	d->fc = rp ? headers(d, true, d->copies[0].rcpts, d->copies[0].nrcpts, &len) :
+	    headers(d, false, d->nwho > 0 ? &d->who[0].rcpt : NULL, d->nwho > 0, &len);
+	if (d->fc == NULL || msg_flush(m) != 0)
+		return 0;
+	split = received_at(d->fc, len);
+	p[n++] = (struct dpiece){ .buf = d->fc, .len = split, .fd = -1 };
+	if (d->at.octets > 0)
+		p[n++] = (struct dpiece){ .fd = m->fd, .off = (off_t)m->mark, .flen = d->at.octets };
+	p[n++] = (struct dpiece){ .buf = d->fc + split, .len = len - split, .fd = -1 };
+	if (octets > d->at.octets)
+		p[n++] = (struct dpiece){ .fd = m->fd, .off = (off_t)(m->mark + d->at.octets),
+		    .flen = octets - d->at.octets };
+	return n;
 }

@@ -22,14 +22,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "maildir.h"
 
-/* Open a Maildir's subdirectory, creating it only when it is missing. */
+/*
+ * Open a Maildir's subdirectory, creating it only when it is missing
+ * (*made is then set: the caller fsyncs `root`, where its name is).
+ */
 static int
-subdir(int root, const char *name)
+subdir(int root, const char *name, bool *made)
 {
 	int fd;
 
@@ -37,6 +41,7 @@ subdir(int root, const char *name)
 	if (fd == -1 && errno == ENOENT) {
 		if (mkdirat(root, name, 0700) == -1 && errno != EEXIST)
 			return -1;
+		*made = true;
 		fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd != -1 && faccessat(root, name, W_OK | X_OK, AT_EACCESS) == -1) {
@@ -46,6 +51,36 @@ subdir(int root, const char *name)
 		return -1;
 	}
 	return fd;
+}
+
+/*
+ * A directory just made is not durable until the one that holds its name
+ * is synced: without it, a crash after the 250 can take the Maildir, and
+ * the message in it, away.
+ */
+static int
+sync_parent(const char *path)
+{
+	char parent[PATH_MAX];
+	char *slash;
+	int fd, r;
+
+	if (strlcpy(parent, path, sizeof(parent)) >= sizeof(parent)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/* "a/b/" is "a/b": the parent is "a". */
+	for (size_t n = strlen(parent); n > 1 && parent[n - 1] == '/'; n--)
+		parent[n - 1] = '\0';
+	if ((slash = strrchr(parent, '/')) == NULL)
+		strlcpy(parent, ".", sizeof(parent));
+	else
+		slash[slash == parent] = '\0';	/* "/x": the parent is "/" */
+	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
 }
 
 /*
@@ -83,7 +118,8 @@ maildir_keep(const struct maildir *md, const char *path)
 static int
 open_dirs(struct maildir *md, const char *path)
 {
-	int cur;
+	int cur = -1;
+	bool made = false;
 
 	if (ahead.valid && strcmp(path, ahead.path) == 0) {
 		ahead.valid = false;
@@ -101,14 +137,19 @@ open_dirs(struct maildir *md, const char *path)
 	if (md->root == -1 && errno == ENOENT) {
 		if (mkdir(path, 0700) == -1 && errno != EEXIST)
 			return -1;
+		if (sync_parent(path) == -1)
+			return -1;
 		md->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	if (md->root == -1)
 		return -1;
-	if ((md->tmp = subdir(md->root, "tmp")) == -1 ||
-	    (md->new = subdir(md->root, "new")) == -1 ||
-	    (cur = subdir(md->root, "cur")) == -1) {
+	if ((md->tmp = subdir(md->root, "tmp", &made)) == -1 ||
+	    (md->new = subdir(md->root, "new", &made)) == -1 ||
+	    (cur = subdir(md->root, "cur", &made)) == -1 ||
+	    (made && fsync(md->root) == -1)) {
 		int e = errno;
+		if (cur != -1)
+			close(cur);
 		if (md->tmp != -1)
 			close(md->tmp);
 		if (md->new != -1)
@@ -138,6 +179,64 @@ maildir_open(struct maildir *md, const char *path, const char *hostname)
 	}
 	md->host[o] = '\0';
 	return 0;
+}
+
+/* mkdirat() that is durable: the new entry fsynced into `dir`. */
+static int
+mkdir_durable(int dir, const char *name)
+{
+	if (mkdirat(dir, name, 0700) == -1)
+		return errno == EEXIST ? 0 : -1;
+	return fsync(dir);
+}
+
+int
+maildir_make_folder(const char *path)
+{
+	char parent[PATH_MAX], *slash;
+	const char *base;
+	int pfd = -1, fd = -1, f, rc = -1;
+	static const char *const subs[] = { "tmp", "new", "cur" };
+
+	if (strlcpy(parent, path, sizeof(parent)) >= sizeof(parent) ||
+	    (slash = strrchr(parent, '/')) == NULL || slash[1] == '\0') {
+		errno = EINVAL;
+		return -1;
+	}
+	*slash = '\0';
+	base = slash + 1;
+	if ((pfd = open(parent[0] ? parent : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    mkdir_durable(pfd, base) == -1 ||
+	    (fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		goto out;
+	/* Maildir++: the file that says "a folder, not a mailbox" (Courier, Dovecot). */
+	f = openat(fd, "maildirfolder", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (f != -1) {
+		int e = fsync(f) == -1 ? errno : 0;
+
+		close(f);
+		if (e != 0 || fsync(fd) == -1) {
+			errno = e ? e : errno;
+			goto out;
+		}
+	} else if (errno != EEXIST)
+		goto out;
+	for (int i = 0; i < 3; i++)
+		if (mkdir_durable(fd, subs[i]) == -1)
+			goto out;
+	rc = 0;
+out:
+	if (fd != -1) {
+		int e = errno;
+		close(fd);
+		errno = e;
+	}
+	if (pfd != -1) {
+		int e = errno;
+		close(pfd);
+		errno = e;
+	}
+	return rc;
 }
 
 int
@@ -495,162 +594,375 @@ quota_valid(const char *def)
 	return *def == '\0' || quota_def(def, &q);
 }
 
-/* Octets and files under one Maildir's new/ and cur/. */
+/*
+ * The rules of Courier's README.maildirquota, which Dovecot, maildrop and
+ * Exim follow: maildirsize is a header line (the quota) and count lines
+ * "<octets> <messages>", one appended per delivery or removal.  It is
+ * recalculated from a scan of the mailbox when it is missing, when it is
+ * QUOTA_FILE_MAX octets or more, when its counts add up below zero, and
+ * when a message would go over quota while it holds more than one count
+ * line or was written QUOTA_STALE seconds ago or earlier: deletions by a
+ * client that does not write maildirsize (a plain Maildir reader, rm) are
+ * then seen, and a full mailbox that was emptied takes mail again.
+ */
+#define QUOTA_FILE_MAX	5120
+#define QUOTA_STALE	(15 * 60)
+#define QUOTA_TRIES	3	/* scans, when the mailbox changes during one */
+
+struct scan {
+	int64_t		bytes, count;
+	struct timespec	newest;		/* the latest mtime of a new/ or cur/ */
+};
+
 static void
-usage_of(const char *dir, struct quota *q)
+add_sat(int64_t *sum, int64_t n)
+{
+	if (__builtin_add_overflow(*sum, n, sum))
+		*sum = INT64_MAX;
+}
+
+/* The size a Maildir++ writer put in the name (",S=<octets>"), or -1. */
+static int64_t
+name_size(const char *name)
+{
+	const char *sz = strstr(name, ",S=");
+	char *end;
+	unsigned long long n;
+
+	if (sz == NULL || sz[3] < '0' || sz[3] > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(sz + 3, &end, 10);
+	if (errno != 0 || n > INT64_MAX || (*end != '\0' && *end != ',' && *end != ':'))
+		return -1;
+	return (int64_t)n;
+}
+
+/*
+ * new/ and cur/ of one Maildir (a directory fd): the newest of their
+ * mtimes and, with `count`, their files and octets.  A file that goes
+ * away meanwhile counts for nothing; a missing new/ or cur/ likewise.
+ */
+static int
+scan_maildir(int dir, struct scan *s, bool count)
 {
 	static const char *const subs[] = { "new", "cur" };
 
 	for (int i = 0; i < 2; i++) {
-		char path[PATH_MAX];
+		struct stat st;
 		DIR *d;
 		struct dirent *e;
+		int fd = openat(dir, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-		snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
-		if ((d = opendir(path)) == NULL)
+		if (fd == -1) {
+			if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+				continue;
+			return -1;
+		}
+		if (fstat(fd, &st) == -1) {
+			close(fd);
+			return -1;
+		}
+		if (st.st_mtim.tv_sec > s->newest.tv_sec || (st.st_mtim.tv_sec ==
+		    s->newest.tv_sec && st.st_mtim.tv_nsec > s->newest.tv_nsec))
+			s->newest = st.st_mtim;
+		if (!count) {
+			close(fd);
 			continue;
+		}
+		if ((d = fdopendir(fd)) == NULL) {
+			close(fd);
+			return -1;
+		}
 		while ((e = readdir(d)) != NULL) {
-			const char *sz;
-			struct stat st;
+			int64_t n;
 
 			if (e->d_name[0] == '.')
 				continue;
-			if ((sz = strstr(e->d_name, ",S=")) != NULL)
-				q->bytes += strtoll(sz + 3, NULL, 10);
-			else if (fstatat(dirfd(d), e->d_name, &st, 0) == 0)
-				q->bytes += st.st_size;
-			q->count++;
+			if ((n = name_size(e->d_name)) == -1) {
+				if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+					continue;
+				n = st.st_size;
+			}
+			add_sat(&s->bytes, n);
+			add_sat(&s->count, 1);
 		}
 		closedir(d);
 	}
-}
-
-/* Write a new maildirsize from a scan of the mailbox and its folders. */
-static int
-quota_create(const char *root, const char *def)
-{
-	char tmp[PATH_MAX], path[PATH_MAX], line[128];
-	struct quota q = { 0 }, lim;
-	DIR *d;
-	struct dirent *e;
-	int fd, n;
-
-	usage_of(root, &q);
-	if ((d = opendir(root)) != NULL) {
-		while ((e = readdir(d)) != NULL)
-			if (e->d_name[0] == '.' && strcmp(e->d_name, ".") != 0 &&
-			    strcmp(e->d_name, "..") != 0) {
-				snprintf(path, sizeof(path), "%s/%s", root, e->d_name);
-				usage_of(path, &q);
-			}
-		closedir(d);
-	}
-	snprintf(tmp, sizeof(tmp), "%s/tmp/maildirsize.%ld", root, (long)getpid());
-	snprintf(path, sizeof(path), "%s/maildirsize", root);
-	/* The header in the form Dovecot writes: "<octets>S,<count>C", either alone. */
-	if (!quota_def(def, &lim))
-		return -1;
-	n = 0;
-	if (lim.max_bytes != 0)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, "%" PRIu64 "S", lim.max_bytes);
-	if (lim.max_count != 0)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%" PRIu64 "C",
-		    n > 0 ? "," : "", lim.max_count);
-	n += snprintf(line + n, sizeof(line) - (size_t)n, "\n%" PRId64 " %" PRId64 "\n",
-	    q.bytes, q.count);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) == -1)
-		return -1;
-	if (write(fd, line, (size_t)n) != n || fsync(fd) == -1) {
-		close(fd);
-		unlink(tmp);
-		return -1;
-	}
-	close(fd);
-	/* Someone else's, written meanwhile, is as good as this one. */
-	if (link(tmp, path) == -1 && errno != EEXIST) {
-		unlink(tmp);
-		return -1;
-	}
-	unlink(tmp);
 	return 0;
 }
 
-/* "<octets> <count>", each possibly negative, nothing else; no overflow. */
+/*
+ * The mailbox and each of its Maildir++ folders (".name" directories;
+ * symbolic links are not followed).  Trash counts, as Dovecot and Exim
+ * count it by default (Courier leaves it out only when built so): a
+ * maildirsize that both write must hold the same numbers.
+ */
+static int
+scan_mailbox(int root, struct scan *s, bool count)
+{
+	DIR *d;
+	struct dirent *e;
+	int fd, r = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (scan_maildir(root, s, count) == -1)
+		return -1;
+	if ((fd = openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	while (r == 0 && (e = readdir(d)) != NULL) {
+		int sub;
+
+		if (e->d_name[0] != '.' || strcmp(e->d_name, ".") == 0 ||
+		    strcmp(e->d_name, "..") == 0)
+			continue;
+		sub = openat(root, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub == -1)
+			continue;	/* a file, a link, or gone */
+		r = scan_maildir(sub, s, count);
+		close(sub);
+	}
+	closedir(d);
+	return r;
+}
+
+/*
+ * Write maildirsize whole: "<header>\n<octets> <count>\n" into a file in
+ * tmp/, fsync, then rename() it over the old one (`replace`), or link()
+ * it where there is none (someone else's, made meanwhile, is as good);
+ * then fsync the mailbox directory, so that the name is durable too.
+ */
+static int
+quota_write(int root, const char *header, const struct scan *s, bool replace)
+{
+	static unsigned long counter;
+	char tmp[128], text[256];
+	struct timeval tv;
+	int fd, n, e;
+
+	n = snprintf(text, sizeof(text), "%s\n%" PRId64 " %" PRId64 "\n", header,
+	    s->bytes, s->count);
+	if (n < 0 || (size_t)n >= sizeof(text)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	gettimeofday(&tv, NULL);
+	snprintf(tmp, sizeof(tmp), "tmp/%lld.M%06ldP%ldQ%lu.maildirsize",
+	    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), ++counter);
+	fd = openat(root, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	if (write(fd, text, (size_t)n) != n) {
+		e = errno == 0 ? EIO : errno;
+		goto fail;
+	}
+	if (fsync(fd) == -1) {
+		e = errno;
+		goto fail;
+	}
+	if (close(fd) == -1) {
+		fd = -1;
+		e = errno;
+		goto fail;
+	}
+	fd = -1;
+	if (replace) {
+		if (renameat(root, tmp, root, "maildirsize") == -1) {
+			e = errno;
+			goto fail;
+		}
+	} else {
+		if (linkat(root, tmp, root, "maildirsize", 0) == -1 && errno != EEXIST) {
+			e = errno;
+			goto fail;
+		}
+		unlinkat(root, tmp, 0);
+	}
+	return fsync(root);
+fail:
+	if (fd != -1)
+		close(fd);
+	unlinkat(root, tmp, 0);
+	errno = e;
+	return -1;
+}
+
+/*
+ * Count the mailbox and write a new maildirsize with `header`.  When a
+ * new/ or cur/ changed during the count (a delivery, a client moving
+ * mail), count again, QUOTA_TRIES times at most; then the last count
+ * stands, and the next recalculation mends it.
+ */
+static int
+quota_recalc(int root, const char *header, bool replace, struct quota *q)
+{
+	struct scan s, after;
+
+	for (int tries = 0; tries < QUOTA_TRIES; tries++) {
+		if (scan_mailbox(root, &s, true) == -1 ||
+		    quota_write(root, header, &s, replace) == -1 ||
+		    scan_mailbox(root, &after, false) == -1)
+			return -1;
+		replace = true;
+		if (after.newest.tv_sec == s.newest.tv_sec &&
+		    after.newest.tv_nsec == s.newest.tv_nsec)
+			break;
+	}
+	q->bytes = s.bytes;
+	q->count = s.count;
+	return 0;
+}
+
+/*
+ * "<octets> <count>", each possibly negative, separated by blanks, with
+ * blanks around as Courier pads them (to 14 octets a line); nothing else,
+ * and no overflow.
+ */
 static bool
 usage_line(const char *line, int64_t *b, int64_t *c)
 {
 	char *end;
 
+	line += strspn(line, " \t");
+	if (*line != '-' && (*line < '0' || *line > '9'))
+		return false;
 	errno = 0;
 	*b = strtoll(line, &end, 10);
-	if (errno != 0 || end == line || *end != ' ')
+	if (errno != 0 || end == line || (*end != ' ' && *end != '\t'))
 		return false;
-	line = end + 1;
+	line = end + strspn(end, " \t");
+	if (*line != '-' && (*line < '0' || *line > '9'))
+		return false;
 	*c = strtoll(line, &end, 10);
-	return errno == 0 && end != line && *end == '\0';
+	if (errno != 0 || end == line)
+		return false;
+	return end[strspn(end, " \t")] == '\0';
 }
 
-static int
-quota_read(const char *root, const char *deflt, struct quota *q, bool *in_force)
+static bool
+over(const struct quota *q, uint64_t size)
 {
-	char path[PATH_MAX], *line = NULL;
-	size_t cap = 0;
-	FILE *f;
-	bool first = true, ok = true;
+	uint64_t bytes = q->bytes < 0 ? 0 : (uint64_t)q->bytes;
+	uint64_t count = q->count < 0 ? 0 : (uint64_t)q->count;
 
-	*in_force = false;
-	memset(q, 0, sizeof(*q));
-	snprintf(path, sizeof(path), "%s/maildirsize", root);
-	if ((f = fopen(path, "re")) == NULL) {
-		if (errno != ENOENT)
-			return -1;
-		if (*deflt == '\0')
-			return 0;		/* no quota at all */
-		if (quota_create(root, deflt) == -1 || (f = fopen(path, "re")) == NULL)
-			return -1;
-	}
-	while (ok && getline(&line, &cap, f) != -1) {
-		int64_t b, c;
+	if (q->max_bytes != 0 && (bytes > q->max_bytes || q->max_bytes - bytes < size))
+		return true;
+	return q->max_count != 0 && count >= q->max_count;
+}
 
-		line[strcspn(line, "\n")] = '\0';
-		if (first) {
-			first = false;
-			ok = quota_def(line, q);
-		} else if (line[0] == '\0')
-			continue;
-		else if (!usage_line(line, &b, &c) || __builtin_add_overflow(q->bytes, b, &q->bytes) ||
-		    __builtin_add_overflow(q->count, c, &q->count))
-			ok = false;
-	}
-	free(line);
-	fclose(f);
-	if (!ok || first) {
-		log_msg(LOG_ERR, "event=error op=quota path=%s error=\"malformed maildirsize\"",
-		    path);
-		errno = EINVAL;
-		return -1;
-	}
-	*in_force = true;
-	return 0;
+static enum quota_status
+broken(const char *root, const char *what)
+{
+	log_msg(LOG_ERR, "event=error op=quota path=%s/maildirsize error=\"%s\"", root, what);
+	return QUOTA_BROKEN;
+}
+
+/* Recalculate into the mailbox at `root` (opened only now: most checks need no scan). */
+static enum quota_status
+recalc_at(const char *root, const char *header, bool replace, struct quota *q, uint64_t size)
+{
+	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r;
+
+	if (fd == -1)
+		return broken(root, strerror(errno));
+	r = quota_recalc(fd, header, replace, q);
+	close(fd);
+	if (r == -1)
+		return broken(root, strerror(errno));
+	return over(q, size) ? QUOTA_OVER : QUOTA_OK;
 }
 
 enum quota_status
 quota_check(const char *root, const char *deflt, uint64_t size)
 {
+	char path[PATH_MAX], buf[QUOTA_FILE_MAX + 1], header[QUOTA_FILE_MAX];
 	struct quota q;
-	bool in_force;
+	struct stat st;
+	size_t len = 0;
+	int64_t lines = 0;
+	bool recalc;
+	char *p, *nl;
+	int fd;
 
-	if (quota_read(root, deflt, &q, &in_force) == -1)
-		return QUOTA_BROKEN;
-	if (!in_force)
-		return QUOTA_OK;
 	if (size == 0)
 		size = 1;	/* any message at all */
-	if (q.max_bytes != 0 && (q.bytes < 0 ? 0 : (uint64_t)q.bytes) + size > q.max_bytes)
-		return QUOTA_OVER;
-	if (q.max_count != 0 && (q.count < 0 ? 0 : (uint64_t)q.count) + 1 > q.max_count)
-		return QUOTA_OVER;
-	return QUOTA_OK;
+	if ((size_t)snprintf(path, sizeof(path), "%s/maildirsize", root) >= sizeof(path))
+		return broken(root, strerror(ENAMETOOLONG));
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		int n = 0;
+
+		if (errno != ENOENT)
+			return broken(root, strerror(errno));
+		if (*deflt == '\0')
+			return QUOTA_OK;		/* no quota at all */
+		if (!quota_def(deflt, &q))
+			return broken(root, "bad quota");
+		if (q.max_bytes == 0 && q.max_count == 0)
+			return QUOTA_OK;		/* "0S": no limit, nothing to keep */
+		/* The header in the form Dovecot writes: "<octets>S,<count>C", either alone. */
+		if (q.max_bytes != 0)
+			n += snprintf(header + n, sizeof(header) - (size_t)n, "%" PRIu64 "S",
+			    q.max_bytes);
+		if (q.max_count != 0)
+			snprintf(header + n, sizeof(header) - (size_t)n, "%s%" PRIu64 "C",
+			    n > 0 ? "," : "", q.max_count);
+		return recalc_at(root, header, false, &q, size);
+	}
+	/* At most QUOTA_FILE_MAX octets are read: a longer file is recalculated. */
+	while (len < QUOTA_FILE_MAX) {
+		ssize_t n = read(fd, buf + len, QUOTA_FILE_MAX - len);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			int e = errno;
+
+			close(fd);
+			return broken(root, strerror(e));
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (fstat(fd, &st) == -1)
+		st.st_mtime = 0;
+	close(fd);
+	buf[len] = '\0';
+	recalc = len >= QUOTA_FILE_MAX;
+	if (memchr(buf, '\0', len) != NULL || (nl = strchr(buf, '\n')) == NULL)
+		return broken(root, "malformed maildirsize");
+	*nl = '\0';
+	strlcpy(header, buf, sizeof(header));
+	if (!quota_def(header, &q))
+		return broken(root, "malformed maildirsize");
+	q.bytes = q.count = 0;
+	/* Past QUOTA_FILE_MAX only the header counts: the rest is cut short. */
+	for (p = nl + 1; !recalc && *p != '\0'; p = nl + 1) {
+		int64_t b, c;
+
+		if ((nl = strchr(p, '\n')) == NULL)
+			return broken(root, "malformed maildirsize");
+		*nl = '\0';
+		if (*p == '\0')
+			continue;
+		if (!usage_line(p, &b, &c) || __builtin_add_overflow(q.bytes, b, &q.bytes) ||
+		    __builtin_add_overflow(q.count, c, &q.count))
+			return broken(root, "malformed maildirsize");
+		lines++;
+	}
+	if (q.bytes < 0 || q.count < 0)
+		recalc = true;		/* more taken out than was ever put in */
+	if (!recalc && over(&q, size) &&
+	    (lines > 1 || time(NULL) - st.st_mtime >= QUOTA_STALE))
+		recalc = true;
+	if (recalc)
+		return recalc_at(root, header, true, &q, size);
+	return over(&q, size) ? QUOTA_OVER : QUOTA_OK;
 }
 
 void

@@ -6,6 +6,7 @@
  * So "mailboxes/<name>" and its ".<tag>" folder always name an entry of
  * the mailbox directory itself: no recipient can reach a file outside it.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -14,7 +15,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ifaddrs.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +48,8 @@ struct router {
 	const char		**local_domains; /* for alias targets: domains, or hostname */
 	struct alias		 *aliases;	/* sorted by name */
 	size_t			  naliases;
+	int			  local_family;	/* of local_addr: AF_INET, AF_INET6, 0 none */
+	unsigned char		  local_addr[sizeof(struct in6_addr)];
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -480,35 +482,68 @@ route_list(const struct router *r, const char *name, size_t *n)
 	return (const char *const *)a->members;
 }
 
-/* An address literal names this host when one of its interfaces has it. */
+/*
+ * The address the client reached, which an address literal must name:
+ * getsockname() on the connection, which is right wherever the process
+ * runs (a network namespace, systemd's PrivateNetwork=, a NAT), unlike
+ * the interface list, which shows the namespace's and not the address
+ * the client used.  Over a pipe, what a UCSPI launcher (tcpserver,
+ * s6-tcpserver, s6-tlsserver) says in TCPLOCALIP; else none, and no
+ * literal is local.
+ */
+void
+route_local_address(struct router *r, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	const char *env;
+
+	r->local_family = 0;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET) {
+			memcpy(r->local_addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+			r->local_family = AF_INET;
+		} else if (ss.ss_family == AF_INET6) {
+			const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+
+			/* An IPv4 client of a dual-stack socket reached an IPv4 address. */
+			if (IN6_IS_ADDR_V4MAPPED(a)) {
+				memcpy(r->local_addr, &a->s6_addr[12], 4);
+				r->local_family = AF_INET;
+			} else {
+				memcpy(r->local_addr, a, 16);
+				r->local_family = AF_INET6;
+			}
+		}
+		return;		/* a socket of another kind (AF_UNIX): none */
+	}
+	if ((env = getenv("TCPLOCALIP")) == NULL)
+		return;
+	if (inet_pton(AF_INET, env, r->local_addr) == 1)
+		r->local_family = AF_INET;
+	else if (inet_pton(AF_INET6, env, r->local_addr) == 1)
+		r->local_family = AF_INET6;
+}
+
+/* "[a.b.c.d]" or "[IPv6:...]" (addr_parse checked it): the connection's own address? */
 static bool
-own_literal(const char *lit)
+own_literal(const struct router *r, const char *lit)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
 	unsigned char want[sizeof(struct in6_addr)];
-	struct ifaddrs *ifs, *i;
-	bool v6, found = false;
+	bool v6;
 	size_t n = strlen(lit);
 
-	if (n < 3 || n - 2 >= sizeof(buf))
+	if (r->local_family == 0 || n < 3 || n - 2 >= sizeof(buf))
 		return false;
 	memcpy(buf, lit + 1, n - 2);
 	buf[n - 2] = '\0';
 	v6 = strncasecmp(buf, "IPv6:", 5) == 0;
 	if (inet_pton(v6 ? AF_INET6 : AF_INET, v6 ? buf + 5 : buf, want) != 1)
 		return false;
-	if (getifaddrs(&ifs) == -1)
-		return false;
-	for (i = ifs; i != NULL && !found; i = i->ifa_next) {
-		if (i->ifa_addr == NULL)
-			continue;
-		if (!v6 && i->ifa_addr->sa_family == AF_INET)
-			found = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, want, 4) == 0;
-		else if (v6 && i->ifa_addr->sa_family == AF_INET6)
-			found = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, want, 16) == 0;
-	}
-	freeifaddrs(ifs);
-	return found;
+	if (v6)
+		return r->local_family == AF_INET6 && memcmp(r->local_addr, want, 16) == 0;
+	return r->local_family == AF_INET && memcmp(r->local_addr, want, 4) == 0;
 }
 
 static bool
@@ -517,7 +552,7 @@ accepted_domain(const struct router *r, const char *domain)
 	if (r->ndomains == 0)
 		return true;			/* `domains` unset: any */
 	if (domain[0] == '[')
-		return own_literal(domain);
+		return own_literal(r, domain);
 	return has(r->domains, r->ndomains, domain);
 }
 
@@ -625,8 +660,10 @@ mailbox_target(const struct router *r, const char *name, const char *tag,
 		return RT_LOCAL_ERROR;
 	if (stat(dir, &st) == -1) {
 		if (errno != ENOENT && errno != ENOTDIR) {
-			log_msg(LOG_ERR, "event=error op=stat path=%s error=\"%s\"", dir,
-			    strerror(errno));
+			char q[LOG_QUOTED(256)];
+
+			log_msg(LOG_ERR, "event=error op=stat path=%s error=\"%s\"",
+			    log_quote(q, sizeof(q), dir, strlen(dir)), strerror(errno));
 			return RT_UNUSABLE;
 		}
 		/* <postmaster> is always accepted (RFC 5321 4.5.1): the catch-all takes it. */
@@ -636,7 +673,10 @@ mailbox_target(const struct router *r, const char *name, const char *tag,
 		return RT_NO_MAILBOX;
 	}
 	if (!S_ISDIR(st.st_mode) || !usable(dir)) {
-		log_msg(LOG_WARNING, "event=mailbox-unusable path=%s", dir);
+		char q[LOG_QUOTED(256)];
+
+		log_msg(LOG_WARNING, "event=mailbox-unusable path=%s",
+		    log_quote(q, sizeof(q), dir, strlen(dir)));
 		return RT_UNUSABLE;
 	}
 	/* user+tag: the Maildir++ folder ".tag", when it is there already. */
@@ -683,6 +723,7 @@ route_rcpt(const struct router *r, const struct mailbox *mb, enum rmode mode,
 	const char *tag = NULL, *delim = c->recipient_delimiter;
 	enum route_status st = RT_LOCAL;
 	bool forwards = false, locals = false;
+	size_t first_fallback = SIZE_MAX;
 
 	memset(rt, 0, sizeof(*rt));
 	if (!mb->bare && !accepted_domain(r, addr_domain(mb))) {
@@ -703,17 +744,25 @@ route_rcpt(const struct router *r, const struct mailbox *mb, enum rmode mode,
 		}
 	}
 
+	rt->mode = mode;
 	if (mode != RM_MAILBOX && c->terminal_delivery && logged_in(base)) {
 		if (add_target(rt, TK_TERMINAL, NULL, NULL, base) == -1)
 			st = RT_LOCAL_ERROR;
+		/*
+		 * SOML (RFC 821 4.1.1): the terminal, or the mailbox when the
+		 * terminal does not take the whole message.  Which one is known
+		 * only after the data, so the mailbox is judged now, as for MAIL.
+		 */
 		if (mode == RM_EITHER)
-			mode = RM_TERMINAL;	/* SOML: the terminal is enough */
+			first_fallback = rt->n;
 	} else if (mode == RM_TERMINAL) {
 		rt->st = RT_NOT_LOGGED_IN;
 		return;
 	}
 	if (st == RT_LOCAL && mode != RM_TERMINAL)
 		st = mailboxes_of(r, lname, tag != NULL ? base : lname, tag, rt);
+	for (size_t i = first_fallback; i < rt->n; i++)
+		rt->t[i].fallback = true;
 
 	for (size_t i = 0; i < rt->n && st == RT_LOCAL; i++) {
 		struct target *t = &rt->t[i];

@@ -22,6 +22,7 @@ struct target {
 	char		*path;	/* TK_MAILDIR: the Maildir written (a mailbox or its .folder) */
 	char		*root;	/* TK_MAILDIR: the mailbox whose maildirsize counts it */
 	char		*addr;	/* TK_FORWARD: the remote address; TK_TERMINAL: the login */
+	bool		 fallback; /* SOML: only when no terminal took the whole message */
 };
 
 enum route_status {
@@ -42,6 +43,7 @@ enum rmode { RM_MAILBOX, RM_TERMINAL, RM_EITHER, RM_BOTH };
 
 struct route {
 	enum route_status	 st;
+	enum rmode		 mode;		/* as asked: what a terminal's failure means */
 	struct target		*t;
 	size_t			 n;
 	char			 remote[ADDR_MAX_PATH + 1];	/* the first remote target */
@@ -51,6 +53,12 @@ struct router;
 
 /* Built once per process; problems are printed to `err` and counted. */
 struct router *router_new(const struct config *, FILE *err, int *problems);
+
+/*
+ * The connection's own address, which address literals must name: from
+ * the socket `fd`, else TCPLOCALIP; without either, no literal is local.
+ */
+void route_local_address(struct router *, int fd);
 
 /* Resolve one recipient; `size` is MAIL's SIZE= (0 unknown). */
 void route_rcpt(const struct router *, const struct mailbox *, enum rmode,

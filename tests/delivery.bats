@@ -93,6 +93,53 @@ TRACE_PIPE='Return-Path: <a@b.example>\nDelivered-To: bob@example.org\nReceived:
 	grep -qx three "$(ms_new_file)"
 }
 
+# The number of the first line of $MS_DIR/st after line $2 (default 0)
+# that matches the extended REGEX $1; 0: none.
+st_line() {
+	RE=$1 FROM=${2:-0} awk '
+	    NR > ENVIRON["FROM"] + 0 && $0 ~ ENVIRON["RE"] { print NR; found = 1; exit }
+	    END { if (!found) print 0 }' "$MS_DIR/st"
+}
+
+# $1 as an extended regular expression that matches only itself.
+re_quote() {
+	printf '%s' "$1" | sed 's/[][\.*^$(){}+?|]/\\&/g'
+}
+
+@test "250: a Maildir mailslot makes, and its tmp/ new/ cur/, are synced into their parents first" {
+	command -v strace >/dev/null || skip "no strace"
+	[ -z "$MAILSLOT_WRAPPER" ] || skip "strace around MAILSLOT_WRAPPER"
+	rm -rf "$MS_MAILDIR"
+	MAILSLOT_WRAPPER="strace -f -qq -y -s 4096 -o $MS_DIR/st -e trace=mkdir,mkdirat,fsync,write"
+	run smtp_pipe "${EMR}DATA\r\n\r\none\r\n.\r\nQUIT\r\n"
+	MAILSLOT_WRAPPER=
+	assert_success
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	local md parent mk sp sub sm reply
+	md=$(re_quote "$MS_MAILDIR")
+	parent=$(re_quote "$(dirname "$MS_MAILDIR")")
+	mk=$(st_line "mkdir\\(\"$md\", 0700\\) = 0")
+	reply=$(st_line 'write\([0-9]+<[^>]*>, "([^"]*\\n)?250 2\.0\.0 queued as ')
+	[ "$mk" -gt 0 ] || fail "no mkdir of the Maildir: $(cat "$MS_DIR/st")"
+	[ "$reply" -gt 0 ] || fail "no 250 written: $(cat "$MS_DIR/st")"
+	sp=$(st_line "fsync\\([0-9]+<$parent>\\) = 0" "$mk")
+	[ "$sp" -gt 0 ] && [ "$sp" -lt "$reply" ] ||
+		fail "the parent is not synced between the mkdir ($mk) and the 250 ($reply): $sp"
+	for sub in tmp new cur; do
+		mk=$(st_line "mkdirat\\([0-9]+<$md>, \"$sub\", 0700\\) = 0")
+		[ "$mk" -gt 0 ] || fail "no mkdirat of $sub"
+		sm=$(st_line "fsync\\([0-9]+<$md>\\) = 0" "$mk")
+		[ "$sm" -gt 0 ] && [ "$sm" -lt "$reply" ] ||
+			fail "the Maildir is not synced between the mkdirat of $sub ($mk) and the 250 ($reply): $sm"
+	done
+	# A Maildir that is there already is not synced for nothing.
+	MAILSLOT_WRAPPER="strace -f -qq -y -s 4096 -o $MS_DIR/st -e trace=mkdir,mkdirat,fsync,write"
+	run smtp_pipe "${EMR}DATA\r\n\r\ntwo\r\n.\r\nQUIT\r\n"
+	MAILSLOT_WRAPPER=
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(st_line "fsync\\([0-9]+<($md|$parent)>\\)")" 0
+}
+
 @test "250: the file is in new/ when the 250 arrives" {
 	run smtp_exec --send "${EMR}DATA\r\n\r\nhi\r\n.\r\n" --wait '250 2.0.0 queued as ' \
 	    --run "ls '$MS_MAILDIR/new' >'$MS_DIR/seen'" --send 'QUIT\r\n'
@@ -146,7 +193,7 @@ TRACE_PIPE='Return-Path: <a@b.example>\nDelivered-To: bob@example.org\nReceived:
 		printf '.\nQUIT\n'
 	} >"$MS_DIR/big.in"
 	MAILSLOT_WRAPPER="strace -qq -o $MS_DIR/st -e trace=sync_file_range,fsync"
-	run smtp_pipe_file "$MS_DIR/big.in" -o max_message_size=100000000
+	run smtp_pipe_file "$MS_DIR/big.in" -o max_message_size=100000000 -o line_endings=lf
 	MAILSLOT_WRAPPER=
 	assert_success
 	assert_line --regexp '^250 2\.0\.0 queued as '

@@ -44,6 +44,20 @@ SESSION='EHLO c.example\r\nFOO\x1b[31m\x01\xff\r\nMAIL FROM:<a@b.example>\r\nRCP
 	assert_output 0
 }
 
+@test "log: hostile values in every client field stay inside their own field" {
+	# HELO/EHLO names, MAIL and RCPT addresses (refused and delivered), the
+	# VRFY, EXPN and HELP arguments, unknown verbs, and the replies that
+	# quote them: quotes, backslashes, spaces, '=', CR, NUL, ESC, TAB,
+	# UTF-8, invalid 8-bit.  tests/lib/logfields.py reads the log as
+	# key=value fields and finds exactly the ones mailslot wrote.
+	python3 "$MS_LIB/logfields.py" session "$MS_DIR/hostile"
+	run smtp_pipe_file "$MS_DIR/hostile" -o domains=example.org -o max_errors=1000
+	assert_success
+	assert_line --partial ' queued as '
+	run python3 "$MS_LIB/logfields.py" check "$MS_DIR/log"
+	[ "$status" -eq 0 ] || fail "$output"
+}
+
 @test "log: the message body is never logged" {
 	run smtp_pipe "$SESSION"
 	assert_success
@@ -80,4 +94,46 @@ SESSION='EHLO c.example\r\nFOO\x1b[31m\x01\xff\r\nMAIL FROM:<a@b.example>\r\nRCP
 	refute_line --regexp '^([^0-9]|[0-9]{3}[^ -])'
 	refute_output --partial 'session='
 	assert_equal "$(ms_new_count)" 1
+}
+
+# One transaction, two accepted recipients and two refused ones (one with
+# an address longer than the command field keeps), with a Message-ID.
+WHO_MB="$(printf 'x%.0s' $(seq 40))"
+WHO="EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<no-such-$WHO_MB@elsewhere.example>\r\nRCPT TO:<x/y@example.org>\r\nRCPT TO:<carol@example.net>\r\nDATA\r\n"
+
+@test "log: one deliver line per envelope recipient, with the id and the Message-ID; refused recipients by address" {
+	run smtp_pipe "${WHO}Subject: x\r\nMessage-ID:\r\n <m1.2@c.example>\r\n\r\nbody\r\n.\r\nQUIT\r\n" \
+	    -o domains=example.org,example.net
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	f=$(basename "$(ms_new_file)")
+	id=${f%%.mx.test*}
+	for a in bob@example.org carol@example.net; do
+		run grep -c "event=deliver id=$id from=\"<a@b.example>\" to=\"<$a>\" via=mailbox msgid=\"<m1.2@c.example>\" size=[0-9]* file=$f\$" "$MS_DIR/log"
+		assert_output 1
+	done
+	run grep -c 'event=deliver ' "$MS_DIR/log"
+	assert_output 2
+	# Refused: each found by its whole address, on its refusal line.
+	run grep -c "event=refuse code=550 .* to=\"<no-such-$WHO_MB@elsewhere.example>\"\$" "$MS_DIR/log"
+	assert_output 1
+	run grep -c 'event=refuse code=553 .* to="<x/y@example.org>"$' "$MS_DIR/log"
+	assert_output 1
+}
+
+@test "log: the Message-ID is escaped and bounded; none is msgid=\"\"" {
+	long=$(printf 'L%.0s' $(seq 2000))
+	MS_OPTS+=(-o domains=example.org,example.net)
+	run smtp_pipe "${WHO}Message-ID: <a\"b\x01\xff $long@c.example>\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	line=$(grep -m1 'event=deliver ' "$MS_DIR/log")
+	[[ $line == *'msgid="<a\"b\001\377 LLL'* ]] || fail "msgid not escaped: $line"
+	# At most 255 octets of it, escaped: the line stays short.
+	[ "${#line}" -lt 700 ] || fail "a ${#line}-octet log line"
+	run bash -c "LC_ALL=C grep -c \$'[\\x01-\\x08\\x0b-\\x1f\\x7f-\\xff]' '$MS_DIR/log'"
+	assert_output 0
+	# A Message-ID in the body is not the message's.
+	run smtp_pipe "${WHO}Subject: x\r\n\r\nMessage-ID: <body@c.example>\r\n.\r\nQUIT\r\n"
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	run grep -c 'event=deliver .* msgid="" ' "$MS_DIR/log"
+	assert_output 2
 }

@@ -310,14 +310,67 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	run smtp_pipe "EHLO c.example\r\nMAIL FROM:<>\r\nRCPT TO:<mixed@example.org>\r\nRCPT TO:<ext@example.org>\r\nDATA\r\n${RC_BODY}.\r\nQUIT\r\n"
 	assert_line --regexp '^250 2\.0\.0 queued as '
-	# Each remote address once, in the order first seen.
+	# One run per envelope recipient, in RCPT order; each remote address
+	# of that recipient once, in the order first seen.
+	assert_equal "$(cat "$MS_DIR/fwd.runs")" 2
 	rc_argv_file "$MS_DIR/argv.want" "$MS_DIR/fwd" -f '<>' -- someone@remote.example other@far.example
-	ms_assert_same "$MS_DIR/argv.want" "$MS_DIR/fwd.argv" 'forward_command argv'
-	rc_normalize_trace <"$MS_DIR/fwd.stdin" >"$MS_DIR/stdin.got"
-	printf '%b' "Delivered-To: mixed@example.org\nDelivered-To: ext@example.org\n$RCVD; DATE\nSubject: test\n\nhello\n" >"$MS_DIR/stdin.want"
-	ms_assert_same "$MS_DIR/stdin.want" "$MS_DIR/stdin.got" 'forward_command stdin'
+	ms_assert_same "$MS_DIR/argv.want" "$MS_DIR/fwd.argv.1" 'forward_command argv, run 1'
+	rc_argv_file "$MS_DIR/argv.want" "$MS_DIR/fwd" -f '<>' -- someone@remote.example
+	ms_assert_same "$MS_DIR/argv.want" "$MS_DIR/fwd.argv.2" 'forward_command argv, run 2'
+	rc_normalize_trace <"$MS_DIR/fwd.stdin.1" >"$MS_DIR/stdin.got"
+	printf '%b' "Delivered-To: mixed@example.org\n$RCVD\n\tfor <mixed@example.org>; DATE\nSubject: test\n\nhello\n" >"$MS_DIR/stdin.want"
+	ms_assert_same "$MS_DIR/stdin.want" "$MS_DIR/stdin.got" 'forward_command stdin, run 1'
 	# The local copy has its Return-Path; the forwarded one has none.
 	assert_stored_in bob "Return-Path: <>\nDelivered-To: mixed@example.org\n$RCVD\n\tfor <mixed@example.org>; DATE\nSubject: test\n\nhello\n"
+}
+
+@test "forwards: Bcc stays blind: one run, one copy, per envelope recipient" {
+	rc_skip_peer_bug_asan
+	rc_fwd_script
+	aliases 'alice: alice@far.example' 'bob2: bob@away.example, bob@other.example'
+	MS_OPTS+=(-o "forward_command=$MS_DIR/fwd")
+	run rc_send 'alice@example.org bob2@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(cat "$MS_DIR/fwd.runs")" 2
+	rc_argv_file "$MS_DIR/argv.want" "$MS_DIR/fwd" -f a@b.example -- alice@far.example
+	ms_assert_same "$MS_DIR/argv.want" "$MS_DIR/fwd.argv.1" 'the run for alice'
+	rc_argv_file "$MS_DIR/argv.want" "$MS_DIR/fwd" -f a@b.example -- bob@away.example bob@other.example
+	ms_assert_same "$MS_DIR/argv.want" "$MS_DIR/fwd.argv.2" 'the run for bob2'
+	for n in 1 2; do
+		[ "$n" = 1 ] && who=alice || who=bob2
+		rc_normalize_trace <"$MS_DIR/fwd.stdin.$n" >"$MS_DIR/stdin.got"
+		printf '%b' "Delivered-To: $who@example.org\n$RCVD\n\tfor <$who@example.org>; DATE\nSubject: test\n\nhello\n" >"$MS_DIR/stdin.want"
+		ms_assert_same "$MS_DIR/stdin.want" "$MS_DIR/stdin.got" "the copy for $who"
+	done
+	# Neither copy names the other recipient anywhere.
+	run grep -c bob "$MS_DIR/fwd.stdin.1"
+	assert_output 0
+	run grep -c alice "$MS_DIR/fwd.stdin.2"
+	assert_output 0
+	# The log: one line per recipient, each forwarded.
+	run grep -c 'event=deliver .* to="<alice@example.org>" via=forward ' "$MS_DIR/log"
+	assert_output 1
+	run grep -c 'event=deliver .* to="<bob2@example.org>" via=forward ' "$MS_DIR/log"
+	assert_output 1
+}
+
+@test "forwards: the second recipient's run failing gives 451, no copy in any new/" {
+	rc_fwd_script
+	cat >"$MS_DIR/fwd2" <<-EOF
+	#!/bin/sh
+	"$MS_DIR/fwd" "\$@" || exit
+	[ "\$(cat "$MS_DIR/fwd.runs")" = 2 ] && exit 1
+	exit 0
+	EOF
+	chmod 755 "$MS_DIR/fwd2"
+	aliases 'alice: bob, alice@far.example' 'carl: carl@away.example'
+	MS_OPTS+=(-o "forward_command=$MS_DIR/fwd2")
+	run rc_send 'alice@example.org carl@example.org'
+	assert_line --regexp '^451 4\.3\.0 '
+	refute_line --regexp '^250 2\.0\.0 '
+	assert_equal "$(cat "$MS_DIR/fwd.runs")" 2
+	assert_equal "$(rc_all_new | wc -l)" 0
+	assert_equal "$(rc_all_tmp | wc -l)" 0
 }
 
 @test "forwards: a non-zero exit, a missing program or a hang give 451, no copy in any new/" {

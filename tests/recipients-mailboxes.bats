@@ -56,7 +56,7 @@ teardown() {
 		run rc_rcpt "$who@example.org"
 		assert_success
 		assert_reply 450 4.2.1 'Requested mail action not taken: mailbox unavailable'
-		run grep -F "event=mailbox-unusable path=$RC_MB/$who" "$MS_DIR/log"
+		run grep -F "event=mailbox-unusable path=\"$RC_MB/$who\"" "$MS_DIR/log"
 		assert_success
 	done
 	# In one transaction with a good recipient: only that one gets the message,
@@ -102,7 +102,7 @@ teardown() {
 		run rc_rcpt "$who@example.org"
 		assert_success
 		assert_reply 450 4.2.1 'Requested mail action not taken: mailbox unavailable'
-		run grep -F "event=mailbox-unusable path=$RC_MB/$who" "$MS_DIR/log"
+		run grep -F "event=mailbox-unusable path=\"$RC_MB/$who\"" "$MS_DIR/log"
 		assert_success
 	done
 	run rc_rcpt bob@example.org
@@ -138,30 +138,52 @@ teardown() {
 	assert_output $'Delivered-To: bob@example.org\nDelivered-To: bob@example.net'
 }
 
-@test "address literals: the host's own (127.0.0.1, ::1) are local, others 550 5.7.1, bad ones 501" {
+@test "address literals: local when they name the address the client reached (getsockname), others 550 5.7.1" {
 	rc_mailbox bob
-	run rc_rcpt 'bob@[127.0.0.1]'
-	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	# Over TCP to 127.0.0.1: that address only; 127.0.0.2 is on lo too, but
+	# the client did not reach it.
+	ms_listen
+	run smtp_sock --send "${RC_EHLO_MAIL}RCPT TO:<bob@[127.0.0.1]>\r\nRCPT TO:<bob@[127.0.0.2]>\r\nRCPT TO:<bob@[192.0.2.1]>\r\nRCPT TO:<bob@[IPv6:::1]>\r\nRCPT TO:<bob@[IPv6:::ffff:127.0.0.1]>\r\nDATA\r\n${RC_BODY}.\r\nQUIT\r\n" --wait '221 '
+	ms_stop
+	rc_assert_nth 4 '^250 2\.1\.5 <bob@\[127\.0\.0\.1\]>: Requested mail action okay, completed$'
+	rc_assert_nth 5 '^550 5\.7\.1 <bob@\[127\.0\.0\.2\]>: '
+	rc_assert_nth 6 '^550 5\.7\.1 <bob@\[192\.0\.2\.1\]>: .*Requested action not taken: mailbox unavailable$'
+	rc_assert_nth 7 '^550 5\.7\.1 <bob@\[IPv6:::1\]>: '
+	rc_assert_nth 8 '^550 5\.7\.1 <bob@\[IPv6:::ffff:127\.0\.0\.1\]>: '
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	grep -qxF 'Delivered-To: bob@[127.0.0.1]' "$(rc_new_file bob)"
+	# Over TCP to ::1: the IPv6 literal of it, in either spelling, and not 127.0.0.1.
 	if grep -q '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null; then
-		run rc_rcpt 'bob@[IPv6:::1]'
-		assert_reply 250 2.1.5 'Requested mail action okay, completed'
-		run rc_rcpt 'bob@[IPv6:0:0:0:0:0:0:0:1]'
-		assert_reply 250 2.1.5 'Requested mail action okay, completed'
+		MS_LISTEN_HOST=::1
+		ms_listen
+		run smtp_sock --send "${RC_EHLO_MAIL}RCPT TO:<bob@[IPv6:::1]>\r\nRCPT TO:<bob@[IPv6:0:0:0:0:0:0:0:1]>\r\nRCPT TO:<bob@[127.0.0.1]>\r\nQUIT\r\n" --wait '221 '
+		ms_stop
+		MS_LISTEN_HOST=
+		rc_assert_nth 4 '^250 2\.1\.5 <bob@\[IPv6:::1\]>: '
+		rc_assert_nth 5 '^250 2\.1\.5 <bob@\[IPv6:0:0:0:0:0:0:0:1\]>: '
+		rc_assert_nth 6 '^550 5\.7\.1 <bob@\[127\.0\.0\.1\]>: '
 	fi
-	# Documentation ranges (RFC 5737, RFC 3849): never this host's.
-	for a in 'bob@[203.0.113.77]' 'bob@[198.51.100.1]' 'bob@[IPv6:2001:db8::77]' \
-	    'bob@[127.0.0.2]'; do
+	# Over a pipe there is no address the client reached: no literal is local.
+	for a in 'bob@[127.0.0.1]' 'bob@[IPv6:::1]' 'bob@[203.0.113.77]'; do
 		run rc_rcpt "$a"
 		assert_reply 550 5.7.1 'Requested action not taken: mailbox unavailable'
 	done
+	# Unless a UCSPI launcher (tcpserver, s6-tlsserver) says it in TCPLOCALIP;
+	# no interface here need have it (a NAT, systemd's PrivateNetwork=).
+	export TCPLOCALIP=192.0.2.25
+	run rc_rcpt 'bob@[192.0.2.25]'
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	run rc_rcpt 'bob@[127.0.0.1]'
+	assert_reply 550 5.7.1 'Requested action not taken: mailbox unavailable'
+	TCPLOCALIP=2001:db8::25
+	run rc_rcpt 'bob@[IPv6:2001:db8::25]'
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	unset TCPLOCALIP
+	# Not literals at all: 501.
 	for a in 'bob@[300.1.1.1]' 'bob@[1.2.3]' 'bob@[IPv6:zz::1]' 'bob@[::1]' 'bob@[127.0.0.1'; do
 		run rc_rcpt "$a"
 		assert_reply 501 5.1.3 'Syntax error in parameters or arguments'
 	done
-	run rc_send 'bob@[127.0.0.1]'
-	assert_line --regexp '^250 2\.0\.0 queued as '
-	f=$(rc_new_file bob)
-	grep -qxF 'Delivered-To: bob@[127.0.0.1]' "$f"
 }
 
 @test "<postmaster>: bare and @ every accepted domain, in any case; to its mailbox" {

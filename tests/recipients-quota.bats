@@ -150,10 +150,14 @@ compare_with_dovecot() {
 	printf '1000S\n999 3\n' >"$RC_MB/bob/maildirsize"
 	run rc_rcpt bob@example.org
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
-	# Deletions are negative lines.
+	# Deletions are negative lines.  Over quota with more than one count
+	# line, the mailbox is counted again: its 1000 octets keep it full.
 	printf '1000S\n800 3\n400 1\n-200 -1\n' >"$RC_MB/bob/maildirsize"
+	printf 'x\n' >"$RC_MB/bob/new/1700000000.M1P1Q1.h,S=1000,W=1010"
 	run rc_rcpt bob@example.org
 	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	assert_equal "$(cat "$RC_MB/bob/maildirsize")" $'1000S\n1000 1'
+	rm "$RC_MB/bob/new/1700000000.M1P1Q1.h,S=1000,W=1010"
 	printf '1000S\n800 3\n400 1\n-201 -1\n' >"$RC_MB/bob/maildirsize"
 	run rc_rcpt bob@example.org
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
@@ -285,4 +289,171 @@ compare_with_dovecot() {
 	run "$MAILSLOT" "${MS_OPTS[@]}" -o quota=10X -t
 	assert_failure
 	assert_output --partial 'quota: "10X" is not a Maildir++ quota'
+}
+
+# A maildirsize of exactly $2 octets in mailbox $1: header $3, then count
+# lines "0 0", the last padded with blanks (as Courier pads its lines) to
+# make up the size.  Every count is 0.
+sized_maildirsize() {
+	local f=$RC_MB/$1/maildirsize n=$2 h=$3 left k
+	left=$((n - ${#h} - 1))
+	k=$(( (left - 14) / 4 ))
+	{
+		printf '%s\n' "$h"
+		for ((i = 0; i < k; i++)); do printf '0 0\n'; done
+		printf "%$((left - 4 * k - 1))s\n" '0 0'
+	} >"$f"
+	assert_equal "$(stat -c %s "$f")" "$n"
+}
+
+@test "quota=3000S: emptied by a plain rm, the mailbox takes mail again (recalculated, as Maildir++ says)" {
+	rc_mailbox bob
+	RC_BODY=$(body_of 1100)
+	run rc_send 'bob@example.org' -o quota=3000S
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	s=$(new_size "$RC_MB/bob")
+	# Two fit, a third does not.
+	[ "$s" -gt 1000 ] && [ "$s" -le 1500 ] || fail "a message of $s octets"
+	run rc_send 'bob@example.org' -o quota=3000S
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	run rc_send 'bob@example.org' -o quota=3000S
+	assert_line --regexp '^552 5\.2\.2 '
+	refute_line --regexp '^250 2\.0\.0 '
+	# Three count lines and over quota: counted again, still full.  (The
+	# two differ by an octet when the pids in their Received ids do.)
+	t=0
+	for f in "$RC_MB/bob"/new/*; do
+		[[ $f =~ ,S=([0-9]+) ]] || fail "no S= in $f"
+		t=$((t + BASH_REMATCH[1]))
+	done
+	[ "$t" -gt 2000 ] && [ "$t" -le 3000 ] || fail "two messages of $t octets"
+	assert_equal "$(cat "$RC_MB/bob/maildirsize")" "3000S"$'\n'"$t 2"
+	# The user deletes everything without telling maildirsize.
+	rm "$RC_MB/bob"/new/*
+	# One count line, written just now: trusted (the rules give it 15 minutes).
+	run rc_send 'bob@example.org' -o quota=3000S
+	assert_line --regexp '^552 5\.2\.2 '
+	# Once it is 15 minutes old, a message that would go over has it counted again.
+	touch -d '16 minutes ago' "$RC_MB/bob/maildirsize"
+	run rc_send 'bob@example.org' -o quota=3000S
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(cat "$RC_MB/bob/maildirsize")" "3000S"$'\n'"0 0"$'\n'"$(new_size "$RC_MB/bob") 1"
+	assert_equal "$(rc_new_count bob)" 1
+}
+
+@test "recalculated when over quota with more than one count line: the scan's numbers decide" {
+	quota_tree "$RC_MB/bob"		# 1092 octets in 6 messages, Trash and a folder included
+	# One count line, fresh, over: trusted, untouched.
+	printf '2000S\n2000 7\n' >"$RC_MB/bob/maildirsize"
+	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
+	run rc_rcpt bob@example.org
+	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	ms_assert_same "$MS_DIR/before" "$RC_MB/bob/maildirsize" 'one count line, fresh'
+	# The same numbers on two lines: counted again, and the count lets it in.
+	printf '2000S\n1000 3\n1000 4\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	printf '2000S\n1092 6\n' >"$MS_DIR/want"
+	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" 'after two count lines'
+	# Two lines under quota: nothing to recalculate, nothing written.
+	printf '2000S\n10 1\n10 1\n' >"$RC_MB/bob/maildirsize"
+	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	ms_assert_same "$MS_DIR/before" "$RC_MB/bob/maildirsize" 'two lines, under quota'
+	# Counts that add up below zero are wrong whatever the quota: counted again.
+	printf '2000S\n-5 -1\n' >"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" 'after negative counts'
+	# Over by the file, and still over by the count: 1092 + SIZE=1000 > 2000.
+	printf '2000S\n500 1\n600 1\n' >"$RC_MB/bob/maildirsize"
+	run reply_to 'EHLO c.example\r\nMAIL FROM:<a@b.example> SIZE=1000\r\n' 'RCPT TO:<bob@example.org>'
+	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" 'over after the count'
+	assert_equal "$(rc_tmp_count bob)" 1	# quota_tree's partial file, nothing of ours
+}
+
+@test "recalculated when over quota and maildirsize is 15 minutes old: 14 minutes is not" {
+	rc_mailbox bob
+	printf 'x\n' >"$RC_MB/bob/cur/1700000000.M1P1Q1.h:2,S"	# no S=: its size from stat
+	printf '1000S\n1000 5\n' >"$RC_MB/bob/maildirsize"
+	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
+	touch -d '14 minutes ago' "$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	ms_assert_same "$MS_DIR/before" "$RC_MB/bob/maildirsize" '14 minutes old'
+	touch -d '16 minutes ago' "$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	printf '1000S\n2 1\n' >"$MS_DIR/want"
+	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" '16 minutes old'
+	# Old but under quota: the file is trusted, and left alone.
+	touch -d '2 hours ago' "$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" 'old, under quota'
+}
+
+@test "recalculated when maildirsize is 5120 octets or more, whatever it says: 5119 is read" {
+	quota_tree "$RC_MB/bob"		# 1092 octets
+	# 5119 octets of zero counts (Courier's padded lines included): read, 250.
+	sized_maildirsize bob 5119 1000S
+	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	ms_assert_same "$MS_DIR/before" "$RC_MB/bob/maildirsize" '5119 octets'
+	# 5120: counted again, and the count decides: 1092 > 1000.
+	sized_maildirsize bob 5120 1000S
+	run rc_rcpt bob@example.org
+	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
+	printf '1000S\n1092 6\n' >"$MS_DIR/want"
+	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" '5120 octets'
+	# Far longer, with its tail cut mid-line: only the header is read.
+	sized_maildirsize bob 9000 3000S
+	printf '12 ' >>"$RC_MB/bob/maildirsize"
+	run rc_rcpt bob@example.org
+	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+	printf '3000S\n1092 6\n' >"$MS_DIR/want"
+	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" '9003 octets'
+	assert_equal "$(rc_tmp_count bob)" 1	# quota_tree's partial file, nothing of ours
+}
+
+# The number of the first line of $MS_DIR/st after line $2 (default 0)
+# that matches the extended REGEX $1; 0: none.
+st_line() {
+	RE=$1 FROM=${2:-0} awk '
+	    NR > ENVIRON["FROM"] + 0 && $0 ~ ENVIRON["RE"] { print NR; found = 1; exit }
+	    END { if (!found) print 0 }' "$MS_DIR/st"
+}
+
+@test "maildirsize is written whole: tmp/, fsync, link or rename, fsync of the mailbox, then the reply" {
+	command -v strace >/dev/null || skip "no strace"
+	rc_skip_under_wrapper
+	rc_mailbox bob
+	local mb f w l s
+	mb=$(printf '%s' "$RC_MB/bob" | sed 's/[][\.*^$(){}+?|]/\\&/g')
+	# Made: linked where there was none.  Recalculated: renamed over the old one.
+	for how in link rename; do
+		[ "$how" = rename ] && printf '1000S\n600 1\n600 1\n' >"$RC_MB/bob/maildirsize"
+		MAILSLOT_WRAPPER="strace -f -qq -y -s 4096 -o $MS_DIR/st -e trace=openat,fsync,linkat,renameat,renameat2,rename,write"
+		run rc_rcpt bob@example.org -o quota=1000S
+		MAILSLOT_WRAPPER=
+		assert_reply 250 2.1.5 'Requested mail action okay, completed'
+		assert_equal "$(cat "$RC_MB/bob/maildirsize")" $'1000S\n0 0'
+		f=$(st_line "openat\\([0-9]+<$mb>, \"(tmp/[^\"]*maildirsize)\", O_WRONLY\\|O_CREAT\\|O_EXCL")
+		[ "$f" -gt 0 ] || fail "$how: no file made in tmp/: $(cat "$MS_DIR/st")"
+		s=$(st_line "fsync\\([0-9]+<$mb/tmp/[^>]*maildirsize>\\) = 0" "$f")
+		if [ "$how" = link ]; then
+			l=$(st_line "linkat\\([0-9]+<$mb>, \"tmp/[^\"]*\", [0-9]+<$mb>, \"maildirsize\", 0\\) = 0" "$s")
+		else
+			l=$(st_line "rename(at2?)?\\([0-9]+<$mb>, \"tmp/[^\"]*\", [0-9]+<$mb>, \"maildirsize\"(, 0)?\\) = 0" "$s")
+		fi
+		w=$(st_line 'write\([0-9]+<[^>]*>, "([^"]*\\n)?250 2\.1\.5 ')
+		[ "$s" -gt 0 ] && [ "$l" -gt "$s" ] || fail "$how: not synced ($s) before the $how ($l)"
+		d=$(st_line "fsync\\([0-9]+<$mb>\\) = 0" "$l")
+		[ "$d" -gt 0 ] && [ "$d" -lt "$w" ] ||
+			fail "$how: the mailbox is not synced after the $how ($l) and before the reply ($w): $d"
+		assert_equal "$(rc_tmp_count bob)" 0
+	done
 }

@@ -194,16 +194,29 @@ soh_lines() {
 		fail "the terminal got $(stat -c %s "$MS_DIR/t1.out") of $(stat -c %s "$MS_DIR/want") octets"
 }
 
-@test "SEND: 64 KiB of the message reach the terminal, then a note that it was cut" {
+@test "SAML: 64 KiB of the message reach the terminal, then a note that it was cut" {
 	pty_login t1 bob 620 0.5
 	# 1600 lines of 64 octets: the first 1024 are 64 KiB.
 	soh_lines 1600 1024
 	printf '\r\n[message cut]\r\n' >>"$MS_DIR/want"
-	run term_send SEND 'bob@example.org'
+	run term_send SAML 'bob@example.org'
 	assert_line --regexp '^250 2\.0\.0 queued as '
 	pty_done t1
 	cmp -s "$MS_DIR/want" "$MS_DIR/t1.out" ||
 		fail "the terminal got $(stat -c %s "$MS_DIR/t1.out") of $(stat -c %s "$MS_DIR/want") octets; its end: $(tail -c 40 "$MS_DIR/t1.out" | od -c | head -n 3)"
+	# The mailbox has it whole.
+	assert_equal "$(grep -c $'^\x01' "$(rc_new_file bob)")" 1600
+}
+
+@test "SEND: a message over the terminal's 64 KiB is 552, and nothing reaches the terminal" {
+	pty_login t1 bob 620 0.5
+	soh_lines 1600 0
+	run term_send SEND 'bob@example.org'
+	assert_line --regexp '^552 5\.3\.4 '
+	refute_line --regexp '^250 2\.0\.0 '
+	pty_done t1
+	assert_equal "$(stat -c %s "$MS_DIR/t1.out")" 0
+	assert_equal "$(rc_all_new | wc -l)" 0
 }
 
 @test "SOML: the terminal when logged in, else the mailbox" {
@@ -220,6 +233,7 @@ soh_lines() {
 	printf '%b' "${BANNER}hello\r\n" >"$MS_DIR/want"
 	ms_assert_same "$MS_DIR/want" "$MS_DIR/t1.out" 'terminal'
 	assert_equal "$(rc_new_count bob)" 0
+	grep -q 'event=deliver .* to="<carol@example.org>" via=mailbox ' "$MS_DIR/log"
 	rc_new_file carol >/dev/null
 }
 
@@ -271,4 +285,58 @@ soh_lines() {
 	pty_done t1
 	assert_equal "$(stat -c %s "$MS_DIR/t1.out")" 0
 	assert_equal "$(rc_new_count bob)" 2
+}
+
+@test "SOML: a message over the terminal's 64 KiB goes to the mailbox, whole" {
+	pty_login t1 bob 620 0.5
+	# 1600 lines of 64 octets: 100 KiB, more than a terminal is given.
+	soh_lines 1600 0
+	run term_send SOML 'bob@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	pty_done t1
+	f=$(rc_new_file bob)
+	assert_equal "$(grep -c $'^\x01' "$f")" 1600
+	grep -qxF 'Delivered-To: bob@example.org' "$f"
+}
+
+@test "SOML: a terminal that does not read within its budget: the message goes to the mailbox" {
+	# The reader stops for 8 s after the first bytes: the 5 s budget runs out.
+	pty_login t1 bob 620 8
+	soh_lines 320 0
+	run term_send SOML 'bob@example.org carol@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	pty_done t1
+	f=$(rc_new_file bob)
+	assert_equal "$(grep -c $'^\x01' "$f")" 320
+	# The other recipient, not logged in, has its copy too.
+	rc_new_file carol >/dev/null
+	grep -q 'event=terminal .* whole=no$' "$MS_DIR/log"
+	grep -q 'event=deliver .* to="<bob@example.org>" via=mailbox ' "$MS_DIR/log"
+}
+
+@test "SAML: a terminal that takes only part of the message: the mailbox has it whole, 250" {
+	pty_login t1 bob 620 8
+	soh_lines 320 0
+	run term_send SAML 'bob@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	pty_done t1
+	f=$(rc_new_file bob)
+	assert_equal "$(grep -c $'^\x01' "$f")" 320
+}
+
+@test "SEND: a terminal that does not read within its budget is not a 250" {
+	pty_login t1 bob 620 8
+	soh_lines 320 0
+	run term_send SEND 'bob@example.org'
+	assert_line --regexp '^451 4\.3\.0 '
+	refute_line --regexp '^250 2\.0\.0 '
+	pty_done t1
+	assert_equal "$(rc_all_new | wc -l)" 0
+}
+
+@test "SOML: a logged-in recipient is judged as for MAIL: no mailbox is 550" {
+	pty_login t1 dave
+	run reply_to 'EHLO c.example\r\nSOML FROM:<a@b.example>\r\n' 'RCPT TO:<dave@example.org>'
+	assert_reply 550 5.1.1 '<dave@example.org>: Requested action not taken: mailbox unavailable'
+	pty_done t1
 }

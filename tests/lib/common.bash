@@ -25,6 +25,7 @@
 #
 # Over TCP (systemd-socket-activate --inetd on 127.0.0.1, a free port):
 #   ms_listen [mailslot args...]   start; sets MS_PORT and MS_SA_PID
+#                                  (MS_LISTEN_HOST=::1: on IPv6 loopback)
 #                                  (MS_LISTEN_INETD= empty: no --inetd, the
 #                                  connection on fd 3 as a plain Accept=yes
 #                                  unit passes it)
@@ -214,13 +215,20 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
+# Where ms_listen listens: MS_LISTEN_HOST (default 127.0.0.1; ::1 for IPv6)
+# and MS_PORT, as systemd-socket-activate -l takes them.
+ms_listen_at() {
+	local h=${MS_LISTEN_HOST:-127.0.0.1}
+	case $h in *:*) printf '[%s]:%s' "$h" "$MS_PORT" ;; *) printf '%s:%s' "$h" "$MS_PORT" ;; esac
+}
+
 ms_listen() {
 	local tries i
 	ms_cmd "$@"
 	for tries in 1 2 3 4 5; do
 		MS_PORT=$(ms_free_port)
 		: >"$MS_DIR/sa.log"
-		systemd-socket-activate ${MS_LISTEN_INETD:+--inetd} -a -l "127.0.0.1:$MS_PORT" \
+		systemd-socket-activate ${MS_LISTEN_INETD:+--inetd} -a -l "$(ms_listen_at)" \
 			"${MS_CMD[@]}" 2>>"$MS_DIR/sa.log" </dev/null 3>&- &
 		MS_SA_PID=$!
 		for i in $(seq 1 100); do
@@ -272,7 +280,7 @@ ms_stop() {
 smtp_sock() {
 	local rc=0
 	[ -n "$MS_PORT" ] || fail "smtp_sock: ms_listen first"
-	python3 "$MS_CLIENT" --port "$MS_PORT" --out "$MS_DIR/replies" \
+	python3 "$MS_CLIENT" --host "${MS_LISTEN_HOST:-127.0.0.1}" --port "$MS_PORT" --out "$MS_DIR/replies" \
 		--report "$MS_DIR/report" "$@" || rc=$?
 	ms_show_replies "$MS_DIR/replies"
 	return "$rc"

@@ -25,7 +25,9 @@
 #   rc_fwd_script            $MS_DIR/fwd, a forward_command that records its
 #                            argv (NUL-terminated words) in $MS_DIR/fwd.argv
 #                            and its stdin in $MS_DIR/fwd.stdin, and exits
-#                            with the number in $MS_DIR/fwd.exit (default 0)
+#                            with the number in $MS_DIR/fwd.exit (default 0);
+#                            run N (1, 2...) also leaves fwd.argv.N and
+#                            fwd.stdin.N, and $MS_DIR/fwd.runs is the count
 #   rc_argv_file OUT WORD... the bytes fwd.argv must hold for that argv
 #   rc_assert_nth N REGEX    the Nth complete reply in $output (1 = the
 #                            greeting, continuation lines joined with " | ")
@@ -131,8 +133,12 @@ rc_fwd_script() {
 	cat >"$MS_DIR/fwd" <<-'EOF'
 	#!/bin/sh
 	d=$(dirname "$0")
+	n=$(( $(cat "$d/fwd.runs" 2>/dev/null || echo 0) + 1 ))
+	echo "$n" >"$d/fwd.runs"
 	printf '%s\0' "$0" "$@" >"$d/fwd.argv"
 	cat >"$d/fwd.stdin"
+	cp "$d/fwd.argv" "$d/fwd.argv.$n"
+	cp "$d/fwd.stdin" "$d/fwd.stdin.$n"
 	[ -f "$d/fwd.sleep" ] && exec sleep "$(cat "$d/fwd.sleep")"
 	exit "$(cat "$d/fwd.exit" 2>/dev/null || echo 0)"
 	EOF
