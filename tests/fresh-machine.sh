@@ -164,16 +164,16 @@ chmod 755 "$root/usr/sbin/policy-rc.d"
 # propagation, which a plain directory refuses (EINVAL).
 mount --bind "$root" "$root"
 mounted+=("$root")
-for fs in proc sys dev run; do
-	case $fs in
-	proc) mount -t proc proc "$root/proc" ;;
-	sys) mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys" ;;
-	dev) mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev" ;;
-	run) mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run" &&
-		mkdir -m 1777 "$root/run/lock" ;;
-	esac
+mount -t proc proc "$root/proc"
+mounted+=("$root/proc")
+for fs in sys dev; do
+	mount --rbind "/$fs" "$root/$fs"
 	mounted+=("$root/$fs")
+	mount --make-rslave "$root/$fs"
 done
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
+mounted+=("$root/run")
+mkdir -m 1777 "$root/run/lock"
 
 git -c safe.directory="$repo" clone -q --no-hardlinks "$repo" "$root/srv/mailslot"
 say "cloned $(git -C "$root/srv/mailslot" log -1 --format='%h %s')"
