@@ -4,7 +4,7 @@
 PROG	= src/mailslot
 SRCS	= src/main.c src/conf.c src/smtp.c src/addr.c src/io.c src/data.c \
 	  src/route.c src/deliver.c src/header.c \
-	  src/maildir.c src/fsync.c src/log.c src/sd.c
+	  src/maildir.c src/fsync.c src/log.c src/sd.c src/proxy.c
 OBJS	= $(SRCS:.c=.o)
 HDRS	= $(wildcard src/*.h)
 

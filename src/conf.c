@@ -59,6 +59,8 @@ static const struct key keys[] = {
 	{ K(tls_protocols, T_STRING),	"tlsv1.2,tlsv1.3", 0, 0, NULL },
 	{ K(tls_ciphers, T_STRING),	"secure", 0, 0, NULL },
 	{ K(tls_required, T_BOOL),	"no",	0, 0, NULL },
+	{ K(proxy_from, T_STRING),	"",	0, 0, NULL },
+	{ K(proxy_timeout, T_INT),	"5",	1, 3600, NULL },
 };
 #undef K
 

@@ -39,6 +39,8 @@ struct config {
 	char		*tls_protocols;
 	char		*tls_ciphers;
 	bool		 tls_required;
+	char		*proxy_from;	/* trusted balancers, "" none (src/proxy.c) */
+	long long	 proxy_timeout;
 };
 
 #define CONF_DEFAULT_FILE "/etc/mailslot/mailslot.conf"
