@@ -93,6 +93,9 @@ TEST_DEPS += swaks msmtp curl ucspi-tcp openbsd-inetd execline s6 \
 # strace (fault injection), utmpdump and setpriv (util-linux).
 TEST_DEPS += dovecot-core strace util-linux
 
+# tests/proxy-haproxy.bats: two mailslot hosts behind a real HAProxy.
+TEST_DEPS += haproxy
+
 # Installation.  No root needed with DESTDIR (a staging tree).  The binary
 # reads /etc/mailslot/mailslot.conf by default; with another SYSCONFDIR the
 # installed service passes -f.
