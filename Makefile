@@ -109,7 +109,7 @@ SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
 TMPFILESDIR = $(PREFIX)/lib/tmpfiles.d
 INSTALL	= install
 MANPAGES = man/mailslot.8 man/mailslot.conf.5
-CONTRIB	= contrib/README contrib/inetd.conf contrib/xinetd.mailslot
+CONTRIB	= contrib/README contrib/inetd.conf contrib/xinetd.mailslot contrib/haproxy.cfg
 CONF_ARG = $(if $(filter /etc,$(SYSCONFDIR)),, -f $(SYSCONFDIR)/mailslot/mailslot.conf)
 
 install: all
