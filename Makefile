@@ -3,7 +3,7 @@
 
 PROG	= src/mailslot
 SRCS	= src/main.c src/conf.c src/smtp.c src/addr.c src/io.c src/data.c \
-	  src/route.c src/deliver.c src/header.c \
+	  src/route.c src/deliver.c src/header.c src/verdict.c src/edit.c src/filter.c src/milter.c \
 	  src/maildir.c src/fsync.c src/log.c src/sd.c src/proxy.c
 OBJS	= $(SRCS:.c=.o)
 HDRS	= $(wildcard src/*.h)
@@ -34,6 +34,8 @@ ALL_LDFLAGS = $(HARDLD) $(LDFLAGS)
 # Debian packages that building and testing need.
 BUILD_DEPS = gcc make pkg-config libbsd-dev libsystemd-dev
 TEST_DEPS  = bats bats-assert bats-support python3 systemd openssl swaks libnet-ssleay-perl
+# tests/milter*.bats: test milters (pymilter), rspamd, OpenDKIM.
+TEST_DEPS += python3-milter rspamd opendkim opendkim-tools
 
 # STARTTLS through libtls (src/tls.c); `make TLS=no` builds without it.
 # The choice sticks (build/tls-*) until TLS= is given again or make clean,
@@ -93,6 +95,9 @@ TEST_DEPS += swaks msmtp curl ucspi-tcp openbsd-inetd execline s6 \
 # strace (fault injection), utmpdump and setpriv (util-linux).
 TEST_DEPS += dovecot-core strace util-linux
 
+# tests/filter-command.bats: SpamAssassin's spamd and spamc.
+TEST_DEPS += spamassassin spamc spamd
+
 # tests/proxy-haproxy.bats: two mailslot hosts behind a real HAProxy.
 TEST_DEPS += haproxy
 
@@ -135,6 +140,7 @@ install: all
 	$(INSTALL) -m 755 contrib/tcpserver/run contrib/tcpserver/log-run \
 	    $(DESTDIR)$(DOCDIR)/contrib/tcpserver/
 	$(INSTALL) -m 755 contrib/s6/run $(DESTDIR)$(DOCDIR)/contrib/s6/
+	$(INSTALL) -m 755 contrib/mailslot-spamc $(DESTDIR)$(DOCDIR)/contrib/
 	@if [ -z "$(DESTDIR)" ]; then \
 		echo "next: systemd-sysusers; systemd-tmpfiles --create;" \
 		    "systemctl daemon-reload; systemctl enable --now mailslot.socket"; \

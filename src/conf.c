@@ -4,6 +4,7 @@
  * value means the same wherever it comes from, and every problem names the
  * key and where it was written (file:line, or "-o").
  */
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <ctype.h>
@@ -31,6 +32,7 @@ struct key {
 };
 
 static const char *const line_ending_names[] = { "auto", "crlf", "strict", "lf", NULL };
+static const char *const milter_action_names[] = { "tempfail", "accept", "reject", NULL };
 
 #define K(n, t) #n, t, offsetof(struct config, n)
 static const struct key keys[] = {
@@ -59,6 +61,11 @@ static const struct key keys[] = {
 	{ K(tls_protocols, T_STRING),	"tlsv1.2,tlsv1.3", 0, 0, NULL },
 	{ K(tls_ciphers, T_STRING),	"secure", 0, 0, NULL },
 	{ K(tls_required, T_BOOL),	"no",	0, 0, NULL },
+	{ K(milters, T_STRING),		"",	0, 0, NULL },
+	{ K(milter_timeout, T_INT),	"30",	1, 3600, NULL },
+	{ K(milter_default_action, T_ENUM), "tempfail", 0, 0, milter_action_names },
+	{ K(filter_command, T_STRING),	"",	0, 0, NULL },
+	{ K(filter_timeout, T_INT),	"60",	1, 3600, NULL },
 	{ K(proxy_from, T_STRING),	"",	0, 0, NULL },
 	{ K(proxy_timeout, T_INT),	"5",	1, 3600, NULL },
 };
@@ -322,6 +329,104 @@ tls_paths(struct config *c, FILE *err)
 	return 0;
 }
 
+/*
+ * A program mailslot runs (forward_command) is exec'ed without a shell and
+ * without a PATH search: its first word must name an executable file.
+ */
+int
+conf_program_ok(const char *key, const char *cmd, FILE *err)
+{
+	char prog[PATH_MAX];
+	size_t n;
+	struct stat st;
+
+	cmd += strspn(cmd, " \t");
+	if ((n = strcspn(cmd, " \t")) == 0)
+		return 0;		/* unset */
+	if (n >= sizeof(prog)) {
+		fprintf(err, "mailslot: %s: the program's path is too long\n", key);
+		return 1;
+	}
+	memcpy(prog, cmd, n);
+	prog[n] = '\0';
+	if (prog[0] != '/') {
+		fprintf(err, "mailslot: %s: \"%s\" is not an absolute path "
+		    "(it runs without a shell or a PATH search)\n", key, prog);
+		return 1;
+	}
+	if (stat(prog, &st) == -1) {
+		fprintf(err, "mailslot: %s: %s: %s\n", key, prog, strerror(errno));
+		return 1;
+	}
+	if (!S_ISREG(st.st_mode) || access(prog, X_OK) == -1) {
+		fprintf(err, "mailslot: %s: %s: not an executable file\n", key, prog);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * For -t: the catch-all Maildir is created when missing, at the first
+ * connection, so what -t can say is whether that will work: the Maildir,
+ * or where it would be created, must be a directory this process can
+ * write (main runs this as `user` when started as root).  Not used with
+ * `mailboxes`, whose directory conf_finish's caller checks.
+ */
+int
+conf_check_maildir(const struct config *c, FILE *err)
+{
+	static const char *const sub[] = { "tmp", "new", "cur" };
+	char path[PATH_MAX], *slash;
+	const char *why = NULL;
+	struct stat st;
+
+	if (c->mailboxes[0] != '\0')
+		return 0;
+	if (stat(c->maildir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			fprintf(err, "mailslot: maildir: %s: not a directory\n", c->maildir);
+			return 1;
+		}
+		/* Each of tmp, new and cur writable, or creatable. */
+		for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+			snprintf(path, sizeof(path), "%s/%s", c->maildir, sub[i]);
+			if (stat(path, &st) == -1)
+				strlcpy(path, c->maildir, sizeof(path));
+			if (access(path, W_OK | X_OK) == -1) {
+				fprintf(err, "mailslot: maildir: %s: %s\n", path, strerror(errno));
+				return 1;
+			}
+		}
+		return 0;
+	}
+	if (errno != ENOENT) {
+		fprintf(err, "mailslot: maildir: %s: %s\n", c->maildir, strerror(errno));
+		return 1;
+	}
+	/* Missing: created in its parent, which must be there and writable. */
+	strlcpy(path, c->maildir, sizeof(path));
+	while ((slash = strrchr(path, '/')) != NULL && slash[1] == '\0' && slash > path)
+		*slash = '\0';		/* "dir/" is "dir" */
+	if ((slash = strrchr(path, '/')) == NULL)
+		strlcpy(path, ".", sizeof(path));
+	else if (slash == path)
+		path[1] = '\0';	/* "/Maildir" lives in "/" */
+	else
+		*slash = '\0';
+	if (stat(path, &st) == -1)
+		why = strerror(errno);
+	else if (!S_ISDIR(st.st_mode))
+		why = "not a directory";
+	else if (access(path, W_OK | X_OK) == -1)
+		why = strerror(errno);
+	if (why != NULL) {
+		fprintf(err, "mailslot: maildir: %s is missing and cannot be created "
+		    "in %s: %s\n", c->maildir, path, why);
+		return 1;
+	}
+	return 0;
+}
+
 int
 conf_finish(struct config *c, FILE *err)
 {
@@ -365,11 +470,45 @@ conf_finish(struct config *c, FILE *err)
 		problems++;
 	}
 	problems += tls_paths(c, err);
+	/* Without a certificate STARTTLS is never offered, so no MAIL could succeed. */
+#ifdef MAILSLOT_TLS
+	if (c->tls_required && c->tls_certificate[0] == '\0') {
+		fprintf(err, "mailslot: tls_required: yes, but no tls_certificate and tls_key: "
+		    "STARTTLS would never be offered, and every MAIL would get 530\n");
+		problems++;
+	}
+#else
+	if (c->tls_required) {
+		fprintf(err, "mailslot: tls_required: yes, but mailslot was built without TLS\n");
+		problems++;
+	}
+#endif
 	if (c->user[0] != '\0' && getpwnam(c->user) == NULL) {
 		fprintf(err, "mailslot: user: no account \"%s\"\n", c->user);
 		problems++;
 	}
 	return problems;
+}
+
+void
+conf_list_keys(FILE *out)
+{
+	size_t col = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t n = strlen(keys[i].name) + 1;	/* and "," or "." */
+
+		if (col == 0 || col + 1 + n > 76) {
+			fputs(col == 0 ? "  " : "\n  ", out);
+			col = 2;
+		} else {
+			fputc(' ', out);
+			col++;
+		}
+		fprintf(out, "%s%c", keys[i].name, i + 1 < NKEYS ? ',' : '.');
+		col += n;
+	}
+	fputc('\n', out);
 }
 
 void

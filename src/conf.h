@@ -13,6 +13,9 @@ enum line_endings {
 	LE_LF,		/* a bare LF ends lines, and LF "." LF ends the data */
 };
 
+/* What a milter that cannot be reached or breaks the protocol gives. */
+enum milter_action { MA_TEMPFAIL, MA_ACCEPT, MA_REJECT };
+
 struct config {
 	char		*hostname;
 	char		*maildir;
@@ -39,9 +42,21 @@ struct config {
 	char		*tls_protocols;
 	char		*tls_ciphers;
 	bool		 tls_required;
+	char		*milters;	/* "" none; "unix:PATH inet:HOST:PORT ..." */
+	long long	 milter_timeout;
+	int		 milter_default_action;	/* enum milter_action */
+	char		*filter_command;	/* "" none; words, no shell */
+	long long	 filter_timeout;
 	char		*proxy_from;	/* trusted balancers, "" none (src/proxy.c) */
 	long long	 proxy_timeout;
 };
+
+/* Is any filter (milter or filter command) configured?  (verdict.h) */
+static inline bool
+conf_filtered(const struct config *c)
+{
+	return c->milters[0] != '\0' || c->filter_command[0] != '\0';
+}
 
 #define CONF_DEFAULT_FILE "/etc/mailslot/mailslot.conf"
 
@@ -60,6 +75,18 @@ int conf_override(struct config *, const char *kv, FILE *err);
 
 /* Fill the values that depend on the environment (hostname, maildir). */
 int conf_finish(struct config *, FILE *err);
+
+/*
+ * The first word of a program key (forward_command) names an executable
+ * file by its absolute path; else a problem, printed, and 1.
+ */
+int conf_program_ok(const char *key, const char *cmd, FILE *err);
+
+/* For -t: the catch-all Maildir can be written, or created (see conf.c). */
+int conf_check_maildir(const struct config *, FILE *err);
+
+/* Print every key's name, from the one table, wrapped for --help. */
+void conf_list_keys(FILE *out);
 
 /* Print every key with its current value, as a file conf_load_file reads. */
 void conf_dump(const struct config *, FILE *out);

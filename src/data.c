@@ -43,11 +43,18 @@ scan_header(struct decoder *d, const char *p, size_t n)
 
 		if (d->at_line) {
 			if (c == '\n') {
-				d->in_header = false;	/* the empty line */
+				d->in_header = false;	/* the empty line: LF, or CR LF */
 				break;
 			}
+			/* Stored as sent (BINARYMIME), an empty line is CR LF. */
+			if (c == '\r' && !d->line_cr) {
+				d->line_cr = true;
+				continue;
+			}
 			d->at_line = false;
-			d->match = 0;
+			/* A line that starts with CR is no Received header. */
+			d->match = d->line_cr ? RECEIVED_LEN + 1 : 0;
+			d->line_cr = false;
 		}
 		if (c == '\n') {
 			d->at_line = true;

@@ -46,6 +46,7 @@ struct decoder {
 	/* header scanning, over the stored form */
 	bool		in_header;	/* still inside the header section */
 	bool		at_line;	/* at the start of a stored line */
+	bool		line_cr;	/* ... and a CR is all it has so far */
 	uint8_t		match;		/* octets of "received:" matched so far */
 	unsigned	received;	/* Received: headers seen */
 };

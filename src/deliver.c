@@ -18,6 +18,7 @@
 #include <vis.h>
 
 #include "deliver.h"
+#include "edit.h"
 #include "fsync.h"
 #include "header.h"
 #include "log.h"
@@ -80,7 +81,29 @@ struct delivery {
 	char			  id[64];
 	char			  date[64];	/* RFC 5322, the same in every copy */
 	char			  msgid[256];	/* the message's Message-ID, raw */
+	/*
+	 * With filters (conf_filtered): the spool holds the message as
+	 * received, without trace, and every copy is made from *primary at
+	 * the commit; the plan is remade from `rs` when a filter changes it.
+	 */
+	bool			  filtered, quarantine, has_edited;
+	struct maildir		  spool_md;	/* where the spool is; root -1: $TMPDIR */
+	struct msg		  edited;	/* the message after the edits: primary */
+	struct rcvd_at		  at;		/* where each copy's Received goes */
+	struct rcpt		 *rs;		/* the recipients now (shallow copies) */
+	size_t			  nrs;
+	struct route		 *own_rt;	/* the routes of recipients filters added */
+	size_t			  nown_rt;
+	char			**owned;	/* strings the plan points into */
+	size_t			  nowned;
+	char			 *fc;		/* the first copy's trace (delivery_first_copy) */
 };
+
+static int plan(struct delivery *, const struct rcpt *, size_t);
+static int filter_begin(struct delivery *, const struct rcpt *, size_t);
+static void filter_free(struct delivery *);
+static const char *junk_path(struct delivery *, const char *root);
+static int filtered_copy(struct delivery *, struct copy *);
 
 /* The data streams through this; copies and spools share the small one. */
 static char bigbuf[MSG_BUFSIZE];
@@ -240,8 +263,9 @@ trace(const struct delivery *d, struct msg *m, const char *const *rcpts, size_t 
 	free(h);
 }
 
+/* Forget the plan (the copies, forwards and recipients), not the message. */
 static void
-delivery_free(struct delivery *d)
+plan_free(struct delivery *d)
 {
 	for (size_t i = 0; i < d->ncopies; i++) {
 		free(d->copies[i].rcpts);
@@ -257,7 +281,86 @@ delivery_free(struct delivery *d)
 		free(d->fwds[i].to);
 	free(d->fwds);
 	free(d->who);
+	d->copies = NULL;
+	d->fwds = NULL;
+	d->who = NULL;
+	d->ncopies = d->nfwds = d->nwho = 0;
+}
+
+static void
+delivery_free(struct delivery *d)
+{
+	plan_free(d);
+	if (d->filtered)
+		filter_free(d);
 	free(d);
+}
+
+/* The copies, forwards and terminals for `n` recipients. */
+static int
+plan(struct delivery *d, const struct rcpt *r, size_t n)
+{
+	if (n > 0 && (d->who = calloc(n, sizeof(*d->who))) == NULL)
+		return -1;
+	d->nwho = n;
+	for (size_t i = 0; i < n; i++) {
+		struct who *w = &d->who[i];
+		struct fwd *f = NULL;
+
+		w->rcpt = r[i].mb.text;
+		w->mode = r[i].rt.mode;
+		for (size_t j = 0; j < r[i].rt.n; j++) {
+			const struct target *t = &r[i].rt.t[j];
+			const char *path = t->path;
+			struct copy *cp;
+			size_t *nfb;
+
+			/* Quarantined: only the Maildirs, each in its mailbox's .Junk. */
+			if (d->quarantine && t->kind != TK_MAILDIR)
+				continue;
+			switch (t->kind) {
+			case TK_MAILDIR:
+				if ((d->quarantine && (path = junk_path(d, t->root)) == NULL) ||
+				    (cp = copy_for(d, path, t->root)) == NULL ||
+				    add_unique(&cp->rcpts, &cp->nrcpts, r[i].mb.text) == -1)
+					return -1;
+				cp->md.root = -1;
+				if (!t->fallback || d->quarantine) {
+					cp->definite = true;
+					w->mailbox = true;
+					break;
+				}
+				w->fb_mailbox = true;
+				if ((nfb = reallocarray(cp->fb, cp->nfb + 1, sizeof(*nfb))) == NULL)
+					return -1;
+				cp->fb = nfb;
+				cp->fb[cp->nfb++] = i;
+				break;
+			case TK_FORWARD:
+				/* One run, and one copy, per envelope recipient: no Bcc leaks. */
+				if (f == NULL) {
+					if ((f = reallocarray(d->fwds, d->nfwds + 1, sizeof(*f))) == NULL)
+						return -1;
+					d->fwds = f;
+					f = &d->fwds[d->nfwds++];
+					memset(f, 0, sizeof(*f));
+					f->who = i;
+					f->fallback = t->fallback;
+				}
+				if (add_unique(&f->to, &f->nto, t->addr) == -1)
+					return -1;
+				if (t->fallback)
+					w->fb_forward = true;
+				else
+					w->forward = true;
+				break;
+			case TK_TERMINAL:
+				w->login = t->addr;
+				break;
+			}
+		}
+	}
+	return 0;
 }
 
 struct delivery *
@@ -273,73 +376,33 @@ delivery_begin(const struct config *c, const struct trace *tr,
 	d->conf = c;
 	d->tr = *tr;
 	rfc5322_date(d->date, sizeof(d->date), time(NULL));
-	if ((d->who = calloc(n, sizeof(*d->who))) == NULL)
+	d->spool_md.root = -1;
+	if (conf_filtered(c) && filter_begin(d, r, n) == -1)
 		goto fail;
-	d->nwho = n;
-	for (size_t i = 0; i < n; i++) {
-		struct who *w = &d->who[i];
-		struct fwd *f = NULL;
-
-		w->rcpt = r[i].mb.text;
-		w->mode = r[i].rt.mode;
-		for (size_t j = 0; j < r[i].rt.n; j++) {
-			const struct target *t = &r[i].rt.t[j];
-			struct copy *cp;
-			size_t *nfb;
-
-			switch (t->kind) {
-			case TK_MAILDIR:
-				if ((cp = copy_for(d, t->path, t->root)) == NULL ||
-				    add_unique(&cp->rcpts, &cp->nrcpts, r[i].mb.text) == -1)
-					goto fail;
-				cp->md.root = -1;
-				if (!t->fallback) {
-					cp->definite = true;
-					w->mailbox = true;
-					break;
-				}
-				w->fb_mailbox = true;
-				if ((nfb = reallocarray(cp->fb, cp->nfb + 1, sizeof(*nfb))) == NULL)
-					goto fail;
-				cp->fb = nfb;
-				cp->fb[cp->nfb++] = i;
-				break;
-			case TK_FORWARD:
-				/* One run, and one copy, per envelope recipient: no Bcc leaks. */
-				if (f == NULL) {
-					if ((f = reallocarray(d->fwds, d->nfwds + 1, sizeof(*f))) == NULL)
-						goto fail;
-					d->fwds = f;
-					f = &d->fwds[d->nfwds++];
-					memset(f, 0, sizeof(*f));
-					f->who = i;
-					f->fallback = t->fallback;
-				}
-				if (add_unique(&f->to, &f->nto, t->addr) == -1)
-					goto fail;
-				if (t->fallback)
-					w->fb_forward = true;
-				else
-					w->forward = true;
-				break;
-			case TK_TERMINAL:
-				w->login = t->addr;
-				break;
-			}
-		}
-	}
+	if (plan(d, r, n) == -1)
+		goto fail;
 
 	/* The data streams into a copy that is needed whatever happens, else a spool. */
 	for (size_t i = 0; i < d->ncopies && d->first == NULL; i++)
 		if (d->copies[i].definite)
 			d->first = &d->copies[i];
-	if (d->first == NULL) {
+	if (d->filtered && d->first != NULL) {
+		/* The message as received, in that Maildir's tmp/, for the filters. */
+		if (maildir_open(&d->spool_md, d->first->path, c->hostname) == -1 ||
+		    msg_open(&d->spool, &d->spool_md, bigbuf, sizeof(bigbuf)) == -1)
+			goto fail;
+		d->first = NULL;	/* every copy is made at the commit */
+		d->spooled = true;
+		d->primary = &d->spool;
+		strlcpy(d->id, d->spool.base, sizeof(d->id));
+	} else if (d->first == NULL) {
 		if (msg_open_spool(&d->spool, bigbuf, sizeof(bigbuf)) == -1)
 			goto fail;
 		d->spooled = true;
 		d->primary = &d->spool;
 		snprintf(d->id, sizeof(d->id), "%lld.P%ld", (long long)time(NULL), (long)getpid());
-		trace(d, d->primary, NULL, 0);	/* never seen: it only sets the mark */
+		if (!d->filtered)
+			trace(d, d->primary, NULL, 0);	/* never seen: it only sets the mark */
 	} else {
 		first = d->first;
 		if (maildir_open(&first->md, first->path, c->hostname) == -1 ||
@@ -378,6 +441,8 @@ delivery_abort(struct delivery *d)
 	}
 	if (d->spooled)
 		msg_abort(&d->spool);
+	if (d->has_edited)
+		msg_abort(&d->edited);
 	delivery_free(d);
 }
 
@@ -424,7 +489,7 @@ forward(struct delivery *d, const struct fwd *f)
 	struct msg *p = d->primary;
 	const char *rcpt = d->who[f->who].rcpt;
 	char *words = strdup(c->forward_command), *save = NULL, **argv;
-	char *head, e[4 * ADDR_MAX_PATH + 1];
+	char *head, e[LOG_QUOTED(ADDR_MAX_PATH + 2)];
 	size_t argc = 0, max = f->nto + 8, hn;
 	int fds[2], status = 0;
 	bool fed;
@@ -501,8 +566,8 @@ forward(struct delivery *d, const struct fwd *f)
 	}
 	if (!fed)
 		return -1;
-	log_msg(LOG_INFO, "event=forward id=%s rcpt=<%s> to=%zu", d->id,
-	    log_esc(e, sizeof(e), rcpt, strlen(rcpt)), f->nto);
+	log_msg(LOG_INFO, "event=forward id=%s rcpt=%s to=%zu", d->id,
+	    log_quote_path(e, sizeof(e), rcpt), f->nto);
 	return 0;
 }
 
@@ -625,8 +690,10 @@ to_tty(const char *line, void *arg)
 	d->ttys[d->nttys] = st.st_rdev;
 	d->tty_whole[d->nttys++] = whole;
 	j->whole |= whole;
+	char q[LOG_QUOTED(64)];
+
 	log_msg(LOG_INFO, "event=terminal id=%s user=%s tty=%s whole=%s", d->id,
-	    j->login, line, whole ? "yes" : "no");
+	    log_quote(q, sizeof(q), j->login, strlen(j->login)), line, whole ? "yes" : "no");
 	close(tty);
 	return 0;
 }
@@ -730,11 +797,11 @@ static void
 log_delivered(const struct delivery *d, const char *name)
 {
 	const struct msg *p = d->primary;
-	char from[4 * ADDR_MAX_PATH + 1], to[4 * ADDR_MAX_PATH + 1];
-	char msgid[4 * sizeof(d->msgid) + 1];
+	char from[LOG_QUOTED(ADDR_MAX_PATH + 2)], to[LOG_QUOTED(ADDR_MAX_PATH + 2)];
+	char msgid[LOG_QUOTED(sizeof(d->msgid))];
 
-	log_esc(from, sizeof(from), d->tr.sender, strlen(d->tr.sender));
-	log_esc(msgid, sizeof(msgid), d->msgid, strlen(d->msgid));
+	log_quote_path(from, sizeof(from), d->tr.sender);
+	log_quote(msgid, sizeof(msgid), d->msgid, strlen(d->msgid));
 	for (size_t i = 0; i < d->nwho; i++) {
 		const struct who *w = &d->who[i];
 		bool mbox = w->mailbox || (w->fell_back && w->fb_mailbox);
@@ -747,9 +814,9 @@ log_delivered(const struct delivery *d, const char *name)
 			strlcat(via, via[0] ? ",forward" : "forward", sizeof(via));
 		if (w->whole)
 			strlcat(via, via[0] ? ",terminal" : "terminal", sizeof(via));
-		log_msg(LOG_INFO, "event=deliver id=%s from=<%s> to=<%s> via=%s "
-		    "msgid=\"%s\" size=%" PRIu64 " file=%s", d->id, from,
-		    log_esc(to, sizeof(to), w->rcpt, strlen(w->rcpt)),
+		log_msg(LOG_INFO, "event=deliver id=%s from=%s to=%s via=%s "
+		    "msgid=%s size=%" PRIu64 " file=%s", d->id, from,
+		    log_quote_path(to, sizeof(to), w->rcpt),
 		    via[0] ? via : "none", msgid, p->octets, name);
 	}
 }
@@ -762,7 +829,7 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 	uint64_t body = p->octets - p->mark, body_lines = p->lines - p->mark_lines;
 	enum dresult r = DR_OK;
 	int body_fd = -1;
-	bool late_ttys = false;
+	bool late_ttys = false, named = false;
 
 	*err = 0;
 	/* The further copies take the body from the first one's file. */
@@ -804,8 +871,16 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 			goto fail;
 		}
 		cp->open = true;
-		trace(d, &cp->m, cp->rcpts, cp->nrcpts);
-		if ((*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines)) != 0) {
+		if (d->filtered) {
+			if (!named)	/* the first copy is named as the Received field says */
+				strlcpy(cp->m.base, d->id, sizeof(cp->m.base));
+			named = true;
+			*err = filtered_copy(d, cp);
+		} else {
+			trace(d, &cp->m, cp->rcpts, cp->nrcpts);
+			*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines);
+		}
+		if (*err != 0) {
 			r = errno_result(*err);
 			goto fail;
 		}
@@ -882,9 +957,342 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 	log_delivered(d, name);
 	if (d->spooled)
 		msg_abort(&d->spool);
+	if (d->has_edited)
+		msg_abort(&d->edited);
 	delivery_free(d);
 	return DR_OK;
 fail:
 	delivery_abort(d);
 	return r;
+}
+
+/* ---- filters (verdict.h) ---------------------------------------------------- */
+
+static int
+filter_begin(struct delivery *d, const struct rcpt *r, size_t n)
+{
+	d->filtered = true;
+	if (n > 0 && (d->rs = reallocarray(NULL, n, sizeof(*r))) == NULL)
+		return -1;
+	if (n > 0)
+		memcpy(d->rs, r, n * sizeof(*r));
+	d->nrs = n;
+	return 0;
+}
+
+static void
+filter_free(struct delivery *d)
+{
+	if (d->spool_md.root != -1) {
+		close(d->spool_md.root);
+		close(d->spool_md.tmp);
+		close(d->spool_md.new);
+	}
+	for (size_t i = 0; i < d->nown_rt; i++)
+		route_free(&d->own_rt[i]);
+	free(d->own_rt);
+	free(d->rs);
+	for (size_t i = 0; i < d->nowned; i++)
+		free(d->owned[i]);
+	free(d->owned);
+	free(d->fc);
+}
+
+/* Keep `s` (malloc'ed) until the delivery goes; NULL when it cannot. */
+static char *
+own(struct delivery *d, char *s)
+{
+	char **v;
+
+	if (s == NULL || (v = reallocarray(d->owned, d->nowned + 1, sizeof(*v))) == NULL) {
+		free(s);
+		return NULL;
+	}
+	v[d->nowned++] = s;
+	d->owned = v;
+	return s;
+}
+
+static const char *
+junk_path(struct delivery *d, const char *root)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/.Junk", root) == -1)
+		return NULL;
+	return own(d, p);
+}
+
+/* Where the Received field starts in a trace from headers(). */
+static size_t
+received_at(const char *h, size_t len)
+{
+	for (size_t at = 0; at < len; ) {
+		const char *lf = memchr(h + at, '\n', len - at);
+
+		if (strncmp(h + at, "Received:", 9) == 0)
+			return at;
+		if (lf == NULL)
+			break;
+		at = (size_t)(lf - h) + 1;
+	}
+	return len;
+}
+
+/* A copy made from the (edited) message: its trace, with Received where the filters put it. */
+static int
+filtered_copy(struct delivery *d, struct copy *cp)
+{
+	struct msg *p = d->primary;
+	uint64_t octets = p->octets - p->mark, lines = p->lines - p->mark_lines;
+	size_t len, split;
+	char *h = headers(d, true, cp->rcpts, cp->nrcpts, &len);
+
+	if (h == NULL)
+		return ENOMEM;
+	split = received_at(h, len);
+	msg_put(&cp->m, h, split);
+	if (d->at.octets > 0)
+		(void)msg_copy_from(&cp->m, p, p->mark, d->at.octets, d->at.lines);
+	msg_put(&cp->m, h + split, len - split);
+	cp->m.mark = cp->m.octets;
+	cp->m.mark_lines = cp->m.lines;
+	free(h);
+	if (cp->m.err == 0 && octets > d->at.octets)
+		(void)msg_copy_from(&cp->m, p, p->mark + d->at.octets, octets - d->at.octets,
+		    lines - d->at.lines);
+	return cp->m.err;
+}
+
+bool
+delivery_filtered(const struct delivery *d)
+{
+	return d->filtered;
+}
+
+int
+delivery_message(struct delivery *d, int *fd, off_t *off, uint64_t *len, bool *lf_stored)
+{
+	struct msg *p = d->primary;
+	int e;
+
+	if ((e = msg_flush(p)) != 0)
+		return e;
+	*fd = p->fd;
+	*off = (off_t)p->mark;
+	*len = p->octets - p->mark;
+	*lf_stored = !d->tr.binary;
+	return 0;
+}
+
+const char *
+delivery_rcpt(const struct delivery *d, size_t i)
+{
+	return i < d->nrs ? d->rs[i].mb.text : NULL;
+}
+
+const char *
+delivery_sender(const struct delivery *d)
+{
+	return d->tr.sender;
+}
+
+unsigned
+delivery_received_index(const struct delivery *d)
+{
+	return d->at.nabove;
+}
+
+size_t
+delivery_targets(const struct delivery *d)
+{
+	size_t n = d->ncopies + d->nfwds;
+
+	for (size_t i = 0; i < d->nwho; i++)
+		n += d->who[i].login != NULL;
+	return n;
+}
+
+/* "<a@b>" or "a@b" from a filter, parsed as RCPT parses it. */
+static bool
+filter_addr(const char *a, struct mailbox *mb)
+{
+	char buf[ADDR_MAX_PATH + 3];
+	const char *rest;
+	size_t n = strlen(a);
+
+	if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
+		a++;
+		n -= 2;
+	}
+	if (n > ADDR_MAX_PATH)
+		return false;
+	snprintf(buf, sizeof(buf), "<%.*s>", (int)n, a);
+	return addr_parse(buf, ADDR_UTF8, mb, &rest) == ADDR_OK && *rest == '\0';
+}
+
+static int
+edit_fail(char *why, size_t size, const char *s)
+{
+	snprintf(why, size, "%s", s);
+	return -1;
+}
+
+int
+delivery_edit(struct delivery *d, const struct router *router, enum rmode mode,
+    const struct edits *e, char *why, size_t whysize)
+{
+	const struct config *c = d->conf;
+	bool replan = false;
+	char esc[LOG_QUOTED(ADDR_MAX_PATH + 2)];
+
+	if (!d->filtered)
+		return edit_fail(why, whysize, "no filters configured");
+	if (e->sender != NULL) {
+		struct mailbox mb;
+
+		if (e->sender[0] != '\0' && !filter_addr(e->sender, &mb))
+			return edit_fail(why, whysize, "invalid sender from a filter");
+		if (own(d, strdup(e->sender[0] ? mb.text : "")) == NULL)
+			return edit_fail(why, whysize, "out of memory");
+		d->tr.sender = d->owned[d->nowned - 1];
+		log_quote_path(esc, sizeof(esc), d->tr.sender);
+		log_msg(LOG_INFO, "event=filter-edit id=%s sender=%s", d->id, esc);
+		replan = true;
+	}
+	for (size_t i = 0; i < e->ndel; i++) {
+		struct mailbox mb;
+		bool found = false;
+
+		if (filter_addr(e->del_rcpt[i], &mb))
+			for (size_t j = 0; j < d->nrs; j++)
+				if (addr_same(&d->rs[j].mb, &mb)) {
+					memmove(d->rs + j, d->rs + j + 1, (d->nrs - j - 1) * sizeof(*d->rs));
+					d->nrs--;
+					found = replan = true;
+					break;
+				}
+		log_quote_path(esc, sizeof(esc), e->del_rcpt[i]);
+		log_msg(LOG_INFO, "event=filter-edit id=%s delrcpt=%s result=%s", d->id, esc,
+		    found ? "deleted" : "not-a-recipient");
+	}
+	for (size_t i = 0; i < e->nadd; i++) {
+		struct rcpt nr = { 0 };
+		const char *result = "added";
+		bool dup = false;
+
+		log_quote_path(esc, sizeof(esc), e->add_rcpt[i]);
+		if (!filter_addr(e->add_rcpt[i], &nr.mb) || nr.mb.null) {
+			log_msg(LOG_NOTICE, "event=filter-edit id=%s addrcpt=%s result=dropped "
+			    "reason=syntax", d->id, esc);
+			continue;
+		}
+		log_quote_path(esc, sizeof(esc), nr.mb.text);
+		for (size_t j = 0; j < d->nrs && !dup; j++)
+			dup = addr_same(&d->rs[j].mb, &nr.mb);
+		if (dup) {
+			log_msg(LOG_INFO, "event=filter-edit id=%s addrcpt=%s result=already",
+			    d->id, esc);
+			continue;
+		}
+		if (d->nrs >= (size_t)c->max_recipients) {
+			log_msg(LOG_NOTICE, "event=filter-edit id=%s addrcpt=%s result=dropped "
+			    "reason=too-many-recipients", d->id, esc);
+			continue;
+		}
+		route_rcpt(router, &nr.mb, mode, 0, &nr.rt);
+		if (nr.rt.st == RT_LOCAL || nr.rt.st == RT_FORWARD) {
+			struct route *ort = reallocarray(d->own_rt, d->nown_rt + 1, sizeof(*ort));
+			struct rcpt *nrs = ort == NULL ? NULL :
+			    reallocarray(d->rs, d->nrs + 1, sizeof(*nrs));
+
+			if (ort != NULL)
+				d->own_rt = ort;
+			if (nrs == NULL) {
+				route_free(&nr.rt);
+				return edit_fail(why, whysize, "out of memory");
+			}
+			d->own_rt[d->nown_rt++] = nr.rt;
+			d->rs = nrs;
+			d->rs[d->nrs++] = nr;
+			replan = true;
+		} else {
+			result = "dropped";
+			route_free(&nr.rt);
+		}
+		log_msg(result[0] == 'a' ? LOG_INFO : LOG_NOTICE,
+		    "event=filter-edit id=%s addrcpt=%s result=%s status=%d", d->id, esc,
+		    result, (int)nr.rt.st);
+	}
+	if (replan) {
+		plan_free(d);
+		if (plan(d, d->rs, d->nrs) == -1)
+			return edit_fail(why, whysize, "out of memory");
+	}
+	if (e->nh > 0 || e->body_fd != -1) {
+		struct msg nm;
+		struct rcvd_at at;
+		int err;
+
+		if ((err = msg_flush(d->primary)) != 0)
+			return edit_fail(why, whysize, strerror(err));
+		/* The buffer is free: the spool is complete and flushed. */
+		if ((d->spool_md.root != -1 ? msg_open(&nm, &d->spool_md, bigbuf, sizeof(bigbuf)) :
+		    msg_open_spool(&nm, bigbuf, sizeof(bigbuf))) == -1)
+			return edit_fail(why, whysize, strerror(errno));
+		if (edit_message(&nm, d->primary, &d->at, e, d->tr.binary, &at, why, whysize) == -1) {
+			msg_abort(&nm);
+			return -1;
+		}
+		if (d->has_edited)
+			msg_abort(&d->edited);
+		d->edited = nm;
+		d->has_edited = true;
+		d->primary = &d->edited;
+		d->at = at;
+		log_msg(LOG_INFO, "event=filter-edit id=%s headers=%zu body=%s", d->id, e->nh,
+		    e->body_fd != -1 ? "replaced" : "kept");
+	}
+	return 0;
+}
+
+int
+delivery_quarantine(struct delivery *d)
+{
+	if (!d->filtered) {
+		errno = EINVAL;
+		return -1;
+	}
+	d->quarantine = true;
+	plan_free(d);
+	if (plan(d, d->rs, d->nrs) == -1)
+		return -1;
+	for (size_t i = 0; i < d->ncopies; i++)
+		if (maildir_make_folder(d->copies[i].path) == -1)
+			return -1;
+	return 0;
+}
+
+size_t
+delivery_first_copy(struct delivery *d, struct dpiece p[4])
+{
+	struct msg *m = d->primary;
+	uint64_t octets = m->octets - m->mark;
+	size_t len, split, n = 0;
+	bool rp = d->ncopies > 0;
+
+	free(d->fc);
+	d->fc = rp ? headers(d, true, d->copies[0].rcpts, d->copies[0].nrcpts, &len) :
+	    headers(d, false, d->nwho > 0 ? &d->who[0].rcpt : NULL, d->nwho > 0, &len);
+	if (d->fc == NULL || msg_flush(m) != 0)
+		return 0;
+	split = received_at(d->fc, len);
+	p[n++] = (struct dpiece){ .buf = d->fc, .len = split, .fd = -1 };
+	if (d->at.octets > 0)
+		p[n++] = (struct dpiece){ .fd = m->fd, .off = (off_t)m->mark, .flen = d->at.octets };
+	p[n++] = (struct dpiece){ .buf = d->fc + split, .len = len - split, .fd = -1 };
+	if (octets > d->at.octets)
+		p[n++] = (struct dpiece){ .fd = m->fd, .off = (off_t)(m->mark + d->at.octets),
+		    .flen = octets - d->at.octets };
+	return n;
 }

@@ -11,6 +11,9 @@
 #ifndef MAILSLOT_DELIVER_H
 #define MAILSLOT_DELIVER_H
 
+#include <sys/types.h>
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +21,7 @@
 #include "conf.h"
 #include "maildir.h"
 #include "route.h"
+#include "verdict.h"
 
 struct rcpt {
 	struct mailbox	mb;
@@ -31,6 +35,7 @@ struct trace {
 	const char	*protocol;	/* RFC 3848 */
 	const char	*tls;		/* NULL, or how TLS was used */
 	const char	*sender;	/* "" for <> */
+	bool		 binary;	/* BODY=BINARYMIME: stored as received, CRLF kept */
 };
 
 struct delivery;
@@ -61,5 +66,70 @@ void delivery_abort(struct delivery *);
 
 /* The queue id of the delivery (the first file's unique base). */
 const char *delivery_id(const struct delivery *);
+
+/*
+ * ---- Filters (verdict.h) ----
+ * With a milter or a filter_command configured (conf_filtered), and only
+ * then, delivery_begin streams the message into a spool file (unnamed,
+ * in the first Maildir's tmp/; in $TMPDIR when no Maildir is a target),
+ * as received and without trace, and delivery_commit makes every copy
+ * from it: its own trace, the (edited) header section, the (new or
+ * original) body, copied in the kernel.  Without filters none of this
+ * runs and nothing changes.
+ */
+bool delivery_filtered(const struct delivery *);
+
+/*
+ * The message as the filters see it: `len` octets of `fd` from `off`, in
+ * the stored form (dot-unstuffed; LF line ends, *lf_stored, but under
+ * BODY=BINARYMIME, stored as received), without mailslot's own trace.
+ * After an edit it is the edited message.  0, or the errno of a write
+ * error of the spool (then the message cannot be stored: 451).
+ */
+int delivery_message(struct delivery *, int *fd, off_t *off, uint64_t *len,
+    bool *lf_stored);
+
+/*
+ * Apply a filter's edits: the sender and the recipients to the plan (an
+ * added recipient is routed like RCPT, with `mode`; one that does not
+ * route is logged and dropped), then the header and body edits to the
+ * message (edit.h).  Call it once per filter, in the filters' order, so
+ * that each filter's header indexes count what the earlier ones did.
+ * 0, or -1 with the reason in `why` (the message must then be refused
+ * with 451: a header section too long to edit, an invalid field).
+ */
+int delivery_edit(struct delivery *, const struct router *, enum rmode,
+    const struct edits *, char *why, size_t whysize);
+
+/*
+ * Quarantine: every copy goes to the Maildir++ folder .Junk of its
+ * mailbox (made, durably, when missing) instead; forwards and terminals
+ * are dropped.  0, or -1 and errno.
+ */
+int delivery_quarantine(struct delivery *);
+
+/* The recipients now (after edits), i = 0...; NULL past the last. */
+const char *delivery_rcpt(const struct delivery *, size_t i);
+/* The sender now ("" for <>). */
+const char *delivery_sender(const struct delivery *);
+/* Copies, forwards and terminals left: 0 when the edits left no recipient. */
+size_t delivery_targets(const struct delivery *);
+/* How many header fields are above mailslot's Received field now. */
+unsigned delivery_received_index(const struct delivery *);
+
+/*
+ * The first copy as it would be stored now (the forwarded form when no
+ * Maildir is a target), in pieces to write in order: a buffer (fd -1),
+ * or `flen` octets of `fd` from `off`.  The count, 0 on failure.  Valid
+ * until the next call or the end of the delivery.
+ */
+struct dpiece {
+	const char	*buf;
+	size_t		 len;
+	int		 fd;
+	off_t		 off;
+	uint64_t	 flen;
+};
+size_t delivery_first_copy(struct delivery *, struct dpiece p[4]);
 
 #endif

@@ -261,17 +261,23 @@ io_getline(struct io *io, char *line, size_t max, size_t *len, size_t *raw,
 		}
 		lf = memchr(p, '\n', avail);
 		take = lf != NULL ? (size_t)(lf - p) + 1 : avail;
-		if (!toolong && take > max - got)
-			toolong = true;		/* from here on, only look for the LF */
 		if (!toolong) {
-			memcpy(line + got, p, take);
-			got += take;
+			/* What fits is kept, so that the caller can see how the line began. */
+			size_t keep = take > max - got ? max - got : take;
+
+			memcpy(line + got, p, keep);
+			got += keep;
+			if (keep < take)
+				toolong = true;	/* from here on, only look for the LF */
 		}
 		io_consume(io, take);
 		if (lf == NULL)
 			continue;
-		if (toolong)
+		if (toolong) {
+			line[got] = '\0';
+			*len = *raw = got;
 			return IO_LONG;
+		}
 		*raw = got;
 		got--;				/* the LF */
 		if (got > 0 && line[got - 1] == '\r')

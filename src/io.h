@@ -61,7 +61,9 @@ void io_init(struct io *, int rfd, int wfd, int write_timeout);
  * it; the terminator is stripped and the length without it is in *len,
  * *raw the length with it).  `line` has room for max + 1.  The whole line
  * must arrive within `timeout` seconds.  A longer line is read to its end
- * and thrown away, a buffer's worth at a time, and IO_LONG returned.
+ * and thrown away, a buffer's worth at a time, and IO_LONG returned; its
+ * first `max` octets are then in `line` (NUL-terminated, *len and *raw
+ * both `max`), so that the caller can tell what command it began.
  */
 enum io_status io_getline(struct io *, char *line, size_t max, size_t *len,
     size_t *raw, int timeout);

@@ -22,6 +22,12 @@
 #include "log.h"
 #include "sd.h"
 
+/*
+ * Room for a line: enough for its longest, the delivery line with three
+ * quoted values (sender, recipient, Message-ID) that may all be escaped.
+ */
+#define LOG_LINE_MAX	4096
+
 static enum log_target target = LOG_TO_STDERR;
 static char session[32] = "-";
 
@@ -78,7 +84,7 @@ log_open(void)
 void
 log_msg(int prio, const char *fmt, ...)
 {
-	char buf[64 + 2048], *line = buf;
+	char buf[64 + LOG_LINE_MAX], *line = buf;
 	int saved = errno, pre = 0;
 	va_list ap;
 
@@ -91,7 +97,7 @@ log_msg(int prio, const char *fmt, ...)
 		line = buf + pre;
 	}
 	va_start(ap, fmt);
-	vsnprintf(line, 2048, fmt, ap);
+	vsnprintf(line, LOG_LINE_MAX, fmt, ap);
 	va_end(ap);
 
 	switch (target) {
@@ -115,23 +121,56 @@ log_msg(int prio, const char *fmt, ...)
 	errno = saved;
 }
 
+/*
+ * The one door through which a value mailslot did not make itself (a
+ * command line, an address, a HELO name, a reply that quotes them, a path
+ * with a local part in it) reaches a log line, whatever the target: stderr,
+ * syslog and the journal's MESSAGE= all get the line made here.  Between
+ * double quotes, strnvis C style: `"` and `\` as \" and \\, \n \r \t
+ * and the other controls, DEL and every 8-bit octet (UTF-8 too) as \ooo.
+ * So a value is one token however hostile, and a reader can split a line
+ * into key=value fields without being fooled.  The source may hold NUL
+ * bytes (it is counted); a source that would not fit is cut, never the
+ * closing quote.
+ */
 char *
-log_esc(char *dst, size_t dstsize, const char *src, size_t len)
+log_quote(char *dst, size_t dstsize, const char *src, size_t len)
 {
-	/*
-	 * strnvisx: the source may hold NUL bytes, and is counted, not
-	 * terminated.  An octet becomes at most four ("\\ooo"), so cutting
-	 * the source to a quarter of the room makes the result always fit.
-	 */
-	if (dstsize == 0)
+	const int flags = VIS_CSTYLE | VIS_OCTAL | VIS_NL | VIS_TAB | VIS_DQ |
+	    VIS_NOLOCALE;
+	size_t room;
+
+	if (dstsize < 3) {
+		if (dstsize > 0)
+			dst[0] = '\0';
 		return dst;
-	if (len > (dstsize - 1) / 4)
-		len = (dstsize - 1) / 4;
-	if (!vis_needed(src, len, true)) {
-		memcpy(dst, src, len);
-		dst[len] = '\0';
-	} else if (strnvisx(dst, dstsize, src, len, VIS_CSTYLE | VIS_OCTAL | VIS_NL |
-	    VIS_TAB | VIS_DQ) == -1)
-		dst[0] = '\0';
+	}
+	if (src == NULL)
+		src = "", len = 0;
+	room = dstsize - 3;		/* two quotes and the NUL */
+	dst[0] = '"';
+	if (!vis_needed(src, len < room ? len : room, true)) {
+		if (len > room)
+			len = room;
+		memcpy(dst + 1, src, len);
+	} else {
+		/* An octet becomes at most four ("\ooo"): a quarter always fits. */
+		if (len > room / 4)
+			len = room / 4;
+		if (strnvisx(dst + 1, dstsize - 2, src, len, flags) == -1)
+			dst[1] = '\0';
+		len = strlen(dst + 1);
+	}
+	dst[1 + len] = '"';
+	dst[2 + len] = '\0';
 	return dst;
+}
+
+char *
+log_quote_path(char *dst, size_t dstsize, const char *addr)
+{
+	char path[1024];
+
+	snprintf(path, sizeof(path), "<%s>", addr != NULL ? addr : "");
+	return log_quote(dst, dstsize, path, strlen(path));
 }

@@ -12,16 +12,26 @@ enum log_target { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_JOURNAL };
  * session id that every line then carries as "session=ID". */
 enum log_target log_open(void);
 
-/* A line of key=value fields; callers escape untrusted values with log_esc. */
+/*
+ * A line of key=value fields.  A value that mailslot did not make itself
+ * goes in only as log_quote() renders it: "key=%s" with log_quote(...),
+ * never "key=\"%s\"" around raw text.
+ */
 void log_msg(int prio, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /*
- * Escape `len` untrusted octets into `dst` (strnvis, C style): no control
- * character, no 8-bit byte and no space-free trickery reaches a log line.
- * Output longer than `dstsize` is cut.  Returns dst.
+ * `len` untrusted octets (NUL bytes allowed) as one quoted, escaped value
+ * in `dst`: '"' strnvis(VIS_CSTYLE | VIS_OCTAL | VIS_DQ ...) '"', so no
+ * quote, backslash, control character or 8-bit octet reaches a log line
+ * as itself.  A source too long for `dstsize` is cut; the quotes always
+ * close.  LOG_QUOTED(n) is the room that n octets can need.  Returns dst.
  */
-char *log_esc(char *dst, size_t dstsize, const char *src, size_t len);
+char *log_quote(char *dst, size_t dstsize, const char *src, size_t len);
+#define LOG_QUOTED(n)	(4 * (n) + 3)
+
+/* An address as a path, "<addr>", through log_quote: from="<a@b.example>". */
+char *log_quote_path(char *dst, size_t dstsize, const char *addr);
 
 /*
  * Would strnvis() with VIS_CSTYLE | VIS_OCTAL | VIS_NL | VIS_TAB (and

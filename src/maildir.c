@@ -181,6 +181,64 @@ maildir_open(struct maildir *md, const char *path, const char *hostname)
 	return 0;
 }
 
+/* mkdirat() that is durable: the new entry fsynced into `dir`. */
+static int
+mkdir_durable(int dir, const char *name)
+{
+	if (mkdirat(dir, name, 0700) == -1)
+		return errno == EEXIST ? 0 : -1;
+	return fsync(dir);
+}
+
+int
+maildir_make_folder(const char *path)
+{
+	char parent[PATH_MAX], *slash;
+	const char *base;
+	int pfd = -1, fd = -1, f, rc = -1;
+	static const char *const subs[] = { "tmp", "new", "cur" };
+
+	if (strlcpy(parent, path, sizeof(parent)) >= sizeof(parent) ||
+	    (slash = strrchr(parent, '/')) == NULL || slash[1] == '\0') {
+		errno = EINVAL;
+		return -1;
+	}
+	*slash = '\0';
+	base = slash + 1;
+	if ((pfd = open(parent[0] ? parent : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    mkdir_durable(pfd, base) == -1 ||
+	    (fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		goto out;
+	/* Maildir++: the file that says "a folder, not a mailbox" (Courier, Dovecot). */
+	f = openat(fd, "maildirfolder", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (f != -1) {
+		int e = fsync(f) == -1 ? errno : 0;
+
+		close(f);
+		if (e != 0 || fsync(fd) == -1) {
+			errno = e ? e : errno;
+			goto out;
+		}
+	} else if (errno != EEXIST)
+		goto out;
+	for (int i = 0; i < 3; i++)
+		if (mkdir_durable(fd, subs[i]) == -1)
+			goto out;
+	rc = 0;
+out:
+	if (fd != -1) {
+		int e = errno;
+		close(fd);
+		errno = e;
+	}
+	if (pfd != -1) {
+		int e = errno;
+		close(pfd);
+		errno = e;
+	}
+	return rc;
+}
+
 int
 maildir_free(const struct maildir *md, uint64_t *avail)
 {

@@ -42,6 +42,13 @@ struct msg {
 /* Open (creating, 0700, when missing) the Maildir at `path`; -1 and errno. */
 int maildir_open(struct maildir *, const char *path, const char *hostname);
 
+/*
+ * Make the Maildir++ folder `path` (".Junk" under a mailbox) if it is
+ * missing, durably: the directory, its maildirfolder file, tmp/ new/
+ * cur/, each fsynced into its parent.  0, or -1 and errno.
+ */
+int maildir_make_folder(const char *path);
+
 /* Keep an open Maildir for the next maildir_open() of `path` (it takes the fds). */
 void maildir_keep(const struct maildir *, const char *path);
 

@@ -7,6 +7,7 @@
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -50,11 +51,7 @@ static const char help[] =
     "  -V             print the version and exit\n"
     "  --help         this text\n"
     "\n"
-    "Keys: hostname, maildir, max_message_size, max_recipients, command_timeout,\n"
-    "data_timeout, max_errors, min_free_space, vrfy, expn, terminal_delivery,\n"
-    "accept_mail, line_endings, tls_certificate, tls_key, tls_protocols,\n"
-    "tls_ciphers, tls_required, proxy_from, proxy_timeout.  See mailslot(8) and\n"
-    "mailslot.conf(5).\n";
+    "Keys (mailslot.conf(5); mailslot -t prints them with their values):\n";
 
 /*
  * The process title is written over the argv and environment strings, so
@@ -242,14 +239,6 @@ proxy_step(const struct proxy_trust *trust, const struct config *c, struct io *i
 	return 0;
 }
 
-static bool
-is_socket(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
 /*
  * Started as root (inetd often is), become `user` before the first byte of
  * input is read.  Returns 0, or -1 with the reason logged.
@@ -284,15 +273,54 @@ drop_privileges(const struct config *c)
 	return 0;
 }
 
+/* What only the account that delivers can tell. */
+static int
+check_access(const struct config *c, FILE *err)
+{
+	return conf_program_ok("forward_command", c->forward_command, err) +
+	    conf_check_maildir(c, err);
+}
+
+/*
+ * -t: whether forward_command can be run and the catch-all Maildir written
+ * or created, judged as the account that would do it.  Started as root
+ * with `user`, a child becomes that account (as a connection would) and
+ * checks; root itself could write anywhere.  Returns the number of
+ * problems (printed to err), or 1 when the child failed.
+ */
+static int
+check_as_user(const struct config *c, FILE *err)
+{
+	pid_t pid;
+	int status;
+
+	if (geteuid() != 0 || c->user[0] == '\0')
+		return check_access(c, err);
+	fflush(err);
+	if ((pid = fork()) == -1) {
+		fprintf(err, "mailslot: maildir: cannot check: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		if (drop_privileges(c) == -1)
+			_exit(1);
+		_exit(check_access(c, err) == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			return 1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
 /* Hand configuration problems to the log, line by line. */
 static void
 log_problems(char *text)
 {
 	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-		char e[1024];
+		char e[LOG_QUOTED(256)];
 
-		log_msg(LOG_ERR, "event=config problem=\"%s\"",
-		    log_esc(e, sizeof(e), line, strlen(line)));
+		log_msg(LOG_ERR, "event=config problem=%s",
+		    log_quote(e, sizeof(e), line, strlen(line)));
 	}
 }
 
@@ -319,6 +347,8 @@ main(int argc, char *argv[], char *envp[])
 		if (strcmp(argv[i], "--help") == 0) {
 			fputs(usage, stdout);
 			fputs(help, stdout);
+			conf_list_keys(stdout);
+			fputs("See mailslot(8) and mailslot.conf(5).\n", stdout);
 			return 0;
 		}
 
@@ -372,6 +402,14 @@ main(int argc, char *argv[], char *envp[])
 	if (check) {
 		if (nproblems == 0)
 			nproblems += tls_check(&conf, stderr);
+		/*
+		 * What a connection finds out only when it writes: for -t, not
+		 * at connection start, where a broken forward_command fails its
+		 * forwards (451) but not local mail, and a Maildir that cannot
+		 * be made is a 421 4.3.0 by itself.
+		 */
+		if (nproblems == 0)
+			nproblems += check_as_user(&conf, stderr);
 		fputs(problems_text, stderr);
 		if (nproblems == 0)
 			conf_dump(&conf, stdout);
@@ -416,8 +454,12 @@ main(int argc, char *argv[], char *envp[])
 		return 0;
 	}
 	le = (enum line_endings)conf.line_endings;
+	/*
+	 * lf only for a person typing: a pipe may be a TLS wrapper's
+	 * (s6-tlsserver) with a network client behind it.
+	 */
 	if (le == LE_AUTO)
-		le = is_socket(rfd) ? LE_CRLF : LE_LF;
+		le = isatty(rfd) ? LE_LF : LE_CRLF;
 
 	/* The catch-all is created (0700) if missing; a broken one is a 421 now. */
 	if (conf.mailboxes[0] == '\0') {

@@ -675,8 +675,10 @@ mailbox_target(const struct router *r, const char *name, const char *tag,
 		return RT_LOCAL_ERROR;
 	if (stat(dir, &st) == -1) {
 		if (errno != ENOENT && errno != ENOTDIR) {
-			log_msg(LOG_ERR, "event=error op=stat path=%s error=\"%s\"", dir,
-			    strerror(errno));
+			char q[LOG_QUOTED(256)];
+
+			log_msg(LOG_ERR, "event=error op=stat path=%s error=\"%s\"",
+			    log_quote(q, sizeof(q), dir, strlen(dir)), strerror(errno));
 			return RT_UNUSABLE;
 		}
 		/* <postmaster> is always accepted (RFC 5321 4.5.1): the catch-all takes it. */
@@ -686,7 +688,10 @@ mailbox_target(const struct router *r, const char *name, const char *tag,
 		return RT_NO_MAILBOX;
 	}
 	if (!S_ISDIR(st.st_mode) || !usable(dir)) {
-		log_msg(LOG_WARNING, "event=mailbox-unusable path=%s", dir);
+		char q[LOG_QUOTED(256)];
+
+		log_msg(LOG_WARNING, "event=mailbox-unusable path=%s",
+		    log_quote(q, sizeof(q), dir, strlen(dir)));
 		return RT_UNUSABLE;
 	}
 	/* user+tag: the Maildir++ folder ".tag", when it is there already. */

@@ -13,6 +13,7 @@
  */
 #include <sys/types.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -28,10 +29,13 @@
 #include "addr.h"
 #include "data.h"
 #include "deliver.h"
+#include "filter.h"
 #include "log.h"
+#include "milter.h"
 #include "route.h"
 #include "smtp.h"
 #include "tls.h"
+#include "verdict.h"
 
 #define LINE_MAX_CMD	512	/* RFC 5321 4.5.3.1.4, CRLF included */
 #define LINE_MAX_PATH	1024	/* MAIL and RCPT with ESMTP parameters (RFC 1870) */
@@ -41,9 +45,10 @@
 
 enum reply {
 	RP_NONE,	/* no reply: "nothing wrong" where a refusal is kept */
+	RP_GREETING, RP_GREETING_NO_MAIL, RP_HELLO,
 	RP_OK, RP_SENDER_OK, RP_RCPT_OK, RP_VRFY_OK, RP_QUEUED, RP_HELP, RP_CLOSING,
 	RP_DATA,
-	RP_SHUTDOWN, RP_TIMEOUT, RP_TOO_MANY_ERRORS, RP_CONFIG,
+	RP_SHUTDOWN, RP_TIMEOUT, RP_TOO_MANY_ERRORS, RP_CONFIG, RP_UNAVAILABLE,
 	RP_LOCAL_ERROR, RP_NO_STORAGE, RP_MAILBOX_FULL, RP_TOO_MANY_RCPTS,
 	RP_UNRECOGNIZED, RP_LINE_TOO_LONG, RP_NUL, RP_SYNTAX, RP_BAD_SENDER,
 	RP_BAD_RCPT, RP_BAD_DOMAIN, RP_NOT_IMPLEMENTED, RP_BAD_SEQUENCE,
@@ -52,6 +57,7 @@ enum reply {
 	RP_LOST_SYNC, RP_TLS_READY, RP_TLS_UNAVAILABLE, RP_TLS_REQUIRED,
 	RP_WILL_FORWARD, RP_NOT_LOCAL, RP_FOREIGN, RP_UNUSABLE, RP_OVER_QUOTA,
 	RP_LIST,
+	RP_VD_REJECT, RP_VD_TEMPFAIL, RP_FILTER_REJECT,
 };
 
 #define F_HOST	0x1	/* the host name comes first (RFC 5321 4.2, RFC 1846) */
@@ -59,11 +65,15 @@ enum reply {
 
 static const struct {
 	int		 code;
-	const char	*enh;		/* RFC 3463; NULL for 354 */
+	const char	*enh;		/* RFC 3463; NULL for 354, the greeting, HELO/EHLO */
 	int		 flags;
 	const char	*text;		/* the seed's wording */
 } catalogue[] = {
 	[RP_HELP]             = { 214, "2.0.0", 0, "Help message" },
+	/* RFC 2034 3: no enhanced code on the greeting and the HELO/EHLO replies. */
+	[RP_GREETING]         = { 220, NULL,    F_HOST, "ESMTP mailslot ready" },
+	[RP_GREETING_NO_MAIL] = { 521, NULL,    F_HOST, "does not accept mail" },
+	[RP_HELLO]            = { 250, NULL,    F_HOST, "Requested mail action okay, completed" },
 	[RP_TLS_READY]        = { 220, "2.0.0", 0, "Ready to start TLS" },
 	[RP_CLOSING]          = { 221, "2.0.0", F_HOST, "Service closing transmission channel" },
 	[RP_OK]               = { 250, "2.0.0", 0, "Requested mail action okay, completed" },
@@ -75,18 +85,21 @@ static const struct {
 	[RP_WILL_FORWARD]     = { 251, "2.1.5", F_TAIL, "User not local; will forward to" },
 	[RP_DATA]             = { 354, NULL,   0, "Start mail input; end with <CRLF>.<CRLF>" },
 	[RP_SHUTDOWN]         = { 421, "4.3.2", F_HOST, "Service not available, closing transmission channel" },
+	[RP_UNAVAILABLE]      = { 421, "4.3.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_CONFIG]           = { 421, "4.3.5", F_HOST, "Service not available, closing transmission channel" },
 	[RP_TIMEOUT]          = { 421, "4.4.2", F_HOST, "Service not available, closing transmission channel" },
 	[RP_LOST_SYNC]        = { 421, "4.5.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_TOO_MANY_ERRORS]  = { 421, "4.7.0", F_HOST, "Service not available, closing transmission channel" },
 	[RP_UNUSABLE]         = { 450, "4.2.1", 0, "Requested mail action not taken: mailbox unavailable" },
 	[RP_LOCAL_ERROR]      = { 451, "4.3.0", 0, "Requested action aborted: local error in processing" },
-	[RP_MAILBOX_FULL]     = { 452, "4.2.2", 0, "Requested action not taken: insufficient system storage" },
+	/* A filter's verdict (verdict.h), when the filter gave no reply of its own. */
+	[RP_VD_TEMPFAIL]      = { 451, "4.7.1", 0, "Requested action aborted: deferred by a content filter, try again later" },
+	[RP_MAILBOX_FULL]     = { 452, "4.2.2", 0, "Requested action not taken: mailbox full" },
 	[RP_NO_STORAGE]       = { 452, "4.3.1", 0, "Requested action not taken: insufficient system storage" },
-	[RP_TOO_MANY_RCPTS]   = { 452, "4.5.3", 0, "Requested action not taken: insufficient system storage" },
+	[RP_TOO_MANY_RCPTS]   = { 452, "4.5.3", 0, "Requested action not taken: too many recipients" },
 	[RP_TLS_UNAVAILABLE]  = { 454, "4.7.0", 0, "TLS not available due to temporary reason" },
 	[RP_UNRECOGNIZED]     = { 500, "5.5.1", 0, "Syntax error, command unrecognized" },
-	[RP_LINE_TOO_LONG]    = { 500, "5.5.2", 0, "Syntax error, command unrecognized" },
+	[RP_LINE_TOO_LONG]    = { 500, "5.5.2", 0, "Syntax error, line too long" },
 	[RP_NUL]              = { 500, "5.5.2", 0, "Syntax error, command unrecognized" },
 	[RP_BAD_RCPT]         = { 501, "5.1.3", 0, "Syntax error in parameters or arguments" },
 	[RP_BAD_SENDER]       = { 501, "5.1.7", 0, "Syntax error in parameters or arguments" },
@@ -99,6 +112,7 @@ static const struct {
 	[RP_TLS_REQUIRED]     = { 530, "5.7.0", 0, "Must issue a STARTTLS command first" },
 	[RP_NO_MAILBOX]       = { 550, "5.1.1", 0, "Requested action not taken: mailbox unavailable" },
 	[RP_FOREIGN]          = { 550, "5.7.1", 0, "Requested action not taken: mailbox unavailable" },
+	[RP_VD_REJECT]        = { 550, "5.7.1", 0, "Requested action not taken: refused by a content filter" },
 	[RP_NOT_LOCAL]        = { 551, "5.1.6", F_TAIL, "User not local; please try" },
 	[RP_OVER_QUOTA]       = { 552, "5.2.2", 0, "Requested mail action aborted: exceeded storage allocation" },
 	[RP_TOO_BIG]          = { 552, "5.3.4", 0, "Requested mail action aborted: exceeded storage allocation" },
@@ -107,6 +121,8 @@ static const struct {
 	[RP_LOOP]             = { 554, "5.4.6", 0, "Transaction failed" },
 	[RP_NO_VALID_RCPTS]   = { 554, "5.5.1", 0, "Transaction failed" },
 	[RP_BARE_EOL]         = { 554, "5.6.0", 0, "Transaction failed" },
+	/* filter_command's exit 100, as qmail answers its queue's permanent refusal. */
+	[RP_FILTER_REJECT]    = { 554, "5.7.1", 0, "Transaction failed: refused by a content filter" },
 	[RP_BAD_PARAM]        = { 555, "5.5.4", 0, "MAIL FROM/RCPT TO parameters not recognized or not implemented" },
 };
 
@@ -144,6 +160,7 @@ struct session {
 	long long		 errors;
 	unsigned		 ntx;
 	struct txn		*tx;
+	struct milters		*milt;		/* NULL: no milters */
 	const char		*cmd;		/* the line being answered, for the log */
 	size_t			 cmdlen;
 	const char		*rcpt;		/* RCPT's address while it is judged, ditto */
@@ -172,6 +189,7 @@ state_name(enum state st)
 static void
 txn_free(struct session *s)
 {
+	milter_abort(s->milt);
 	if (s->tx != NULL) {
 		if (s->tx->dv != NULL)
 			delivery_abort(s->tx->dv);
@@ -241,9 +259,9 @@ rl_send(struct session *s, struct rline *l)
 	put_line(s, l->buf, l->len + 2);
 }
 
-/* One reply line: "CODE[-| ]ENH [host ][detail: ]text". */
+/* One reply line: "CODE[-| ]ENH [host ][detail: ]text", to `io`. */
 static void
-reply_line(struct session *s, enum reply r, bool more, const char *detail)
+render(struct io *io, const char *host, enum reply r, bool more, const char *detail)
 {
 	const char *text = catalogue[r].text;
 	struct rline l;
@@ -251,7 +269,7 @@ reply_line(struct session *s, enum reply r, bool more, const char *detail)
 
 	rl_begin(&l, catalogue[r].code, more, catalogue[r].enh);
 	if (catalogue[r].flags & F_HOST) {
-		rl_str(&l, s->conf->hostname);
+		rl_str(&l, host);
 		rl_add(&l, " ", 1);
 	}
 	if (detail == NULL)
@@ -271,7 +289,15 @@ reply_line(struct session *s, enum reply r, bool more, const char *detail)
 		rl_str(&l, text);
 	} else
 		rl_str(&l, text);
-	rl_send(s, &l);
+	memcpy(l.buf + l.len, "\r\n", 2);
+	/* A write failure shows again at the next flush, where it ends the session. */
+	(void)io_write(io, l.buf, l.len + 2);
+}
+
+static void
+reply_line(struct session *s, enum reply r, bool more, const char *detail)
+{
+	render(s->io, s->conf->hostname, r, more, detail);
 }
 
 /*
@@ -288,17 +314,18 @@ respond(struct session *s, enum reply r, bool count, const char *detail)
 	if (code < 400)
 		return;
 	{
-		char esc[256] = "", to[4 * ADDR_MAX_PATH + 1] = "";
+		char cmd[LOG_QUOTED(64)], why[LOG_QUOTED(REPLY_MAX / 4)];
+		char to[LOG_QUOTED(ADDR_MAX_PATH + 2)] = "";
 
-		if (s->cmd != NULL)
-			log_esc(esc, sizeof(esc), s->cmd, s->cmdlen);
 		/* A refused recipient is found by its address, whole (the command is cut). */
 		if (s->rcpt != NULL)
-			log_esc(to, sizeof(to), s->rcpt, strlen(s->rcpt));
+			log_quote_path(to, sizeof(to), s->rcpt);
 		log_msg(code >= 500 ? LOG_NOTICE : LOG_WARNING,
-		    "event=refuse code=%d enh=%s command=\"%s\" reason=\"%s\"%s%s%s",
-		    code, catalogue[r].enh, esc, detail ? detail : "",
-		    s->rcpt != NULL ? " to=<" : "", to, s->rcpt != NULL ? ">" : "");
+		    "event=refuse code=%d enh=%s command=%s reason=%s%s%s",
+		    code, catalogue[r].enh,
+		    log_quote(cmd, sizeof(cmd), s->cmd, s->cmd ? s->cmdlen : 0),
+		    log_quote(why, sizeof(why), detail, detail ? strlen(detail) : 0),
+		    s->rcpt != NULL ? " to=" : "", to);
 	}
 	if (count && code != 421 && ++s->errors >= s->conf->max_errors && !s->done) {
 		reply_line(s, RP_TOO_MANY_ERRORS, false, "too many errors");
@@ -327,14 +354,74 @@ reply(struct session *s, enum reply r, const char *fmt, ...)
 	respond(s, r, true, detail);
 }
 
+/*
+ * A filter's own reply (verdict.h; checked when it was kept, made safe
+ * again here): its lines through the catalogue's line writer, each
+ * "CODE-ENH text" but the last "CODE ENH text".  Logged as respond()
+ * logs, not counted against max_errors: the client did nothing wrong.
+ */
+static void
+reply_own(struct session *s, const struct vreply *vr, const char *deflt_enh)
+{
+	const char *enh = vr->enh[0] != '\0' ? vr->enh : deflt_enh, *p = vr->text;
+	char e[LOG_QUOTED(64)], why[LOG_QUOTED(REPLY_MAX / 4)];
+	struct rline l;
+
+	for (;;) {
+		size_t n = strcspn(p, "\n");
+		bool more = p[n] == '\n' && p[n + 1] != '\0';
+
+		rl_begin(&l, vr->code, more, enh);
+		for (size_t i = 0; i < n; i++) {
+			char c = p[i] >= ' ' && p[i] < 127 ? p[i] : '?';
+
+			rl_add(&l, &c, 1);
+		}
+		rl_send(s, &l);
+		if (!more)
+			break;
+		p += n + 1;
+	}
+	log_msg(vr->code >= 500 ? LOG_NOTICE : LOG_WARNING,
+	    "event=refuse code=%d enh=%s command=%s reason=filter text=%s", vr->code, enh,
+	    log_quote(e, sizeof(e), s->cmd, s->cmd ? s->cmdlen : 0),
+	    log_quote(why, sizeof(why), vr->text, strcspn(vr->text, "\n")));
+}
+
+/*
+ * The reply for a filter's refusal at any step: its own reply when it
+ * gave a valid one, else the catalogue's.  True when a reply was sent
+ * (VD_REJECT, VD_TEMPFAIL); the other verdicts leave the reply to the
+ * step.  The filter command's refusal is 554, a milter's 550 (Postfix's).
+ */
+static bool
+reply_verdict(struct session *s, enum verdict v, const struct vreply *vr)
+{
+	int want = v == VD_REJECT ? 5 : 4;
+
+	if (v != VD_REJECT && v != VD_TEMPFAIL)
+		return false;
+	if (vr != NULL && vr->code / 100 == want && vr->text[0] != '\0') {
+		reply_own(s, vr, want == 5 ? "5.7.1" : "4.7.1");
+		return true;
+	}
+	if (v == VD_TEMPFAIL)
+		respond(s, RP_VD_TEMPFAIL, false, NULL);
+	else
+		respond(s, vr != NULL && vr->code == 554 ? RP_FILTER_REJECT : RP_VD_REJECT,
+		    false, NULL);
+	return true;
+}
+
 /* A free-form multi-line reply (EHLO, HELP): `lines` NULL-terminated. */
 static void
-reply_lines(struct session *s, int code, const char *enh, const char *const *lines)
+reply_lines(struct session *s, enum reply r, const char *const *lines)
 {
 	struct rline l;
 
+	reply_line(s, r, lines[0] != NULL, NULL);
 	for (int i = 0; lines[i] != NULL; i++) {
-		rl_begin(&l, code, lines[i + 1] != NULL, enh);
+		rl_begin(&l, catalogue[r].code, lines[i + 1] != NULL, catalogue[r].enh);
 		rl_str(&l, lines[i]);
 		rl_send(s, &l);
 	}
@@ -455,20 +542,17 @@ greet(struct session *s, char *arg, bool esmtp)
 	strlcpy(s->helo, arg, sizeof(s->helo));
 	s->greeted = true;
 	s->esmtp = esmtp;
+	/* A refusal here answers the MAIL commands that follow. */
+	(void)milter_helo(s->milt, arg, &(struct vreply){ 0 });
 	return true;
 }
 
 static void
 cmd_helo(struct session *s, const struct command *c, char *arg)
 {
-	char line[REPLY_MAX];
-
 	(void)c;
-	if (!greet(s, arg, false))
-		return;
-	/* RFC 2034: no enhanced code on the HELO and EHLO replies. */
-	snprintf(line, sizeof(line), "250 %s\r\n", s->conf->hostname);
-	put_line(s, line, strlen(line));
+	if (greet(s, arg, false))
+		reply_line(s, RP_HELLO, false, NULL);
 }
 
 static void
@@ -483,7 +567,6 @@ cmd_ehlo(struct session *s, const struct command *c, char *arg)
 	if (!greet(s, arg, true))
 		return;
 	snprintf(size, sizeof(size), "SIZE %" PRIu64, cf->max_message_size);
-	lines[n++] = cf->hostname;
 	lines[n++] = "PIPELINING";
 	lines[n++] = size;
 	lines[n++] = "8BITMIME";
@@ -504,7 +587,7 @@ cmd_ehlo(struct session *s, const struct command *c, char *arg)
 		lines[n++] = "STARTTLS";
 	lines[n++] = "HELP";
 	lines[n] = NULL;
-	reply_lines(s, 250, NULL, lines);
+	reply_lines(s, RP_HELLO, lines);
 }
 
 /* The "FROM:" or "TO:" that starts a MAIL or RCPT argument. */
@@ -593,6 +676,15 @@ cmd_mail(struct session *s, const struct command *c, char *arg)
 	    strcmp(c->verb, "SAML") == 0 ? RM_BOTH : RM_MAILBOX;
 	s->tx->from = from;
 	s->tx->params = mp;
+	{
+		struct vreply vr;
+		enum verdict vd = milter_mail(s->milt, from.null ? "" : from.text, &vr);
+
+		if (reply_verdict(s, vd, &vr)) {
+			txn_free(s);
+			return;
+		}
+	}
 	reply(s, RP_SENDER_OK, "<%s>", from.text);
 }
 
@@ -716,7 +808,14 @@ rcpt_judge(struct session *s, char *arg)
 			return;
 		}
 	if (tx->nrcpt >= (size_t)s->conf->max_recipients) {
-		reply(s, RP_TOO_MANY_RCPTS, "too many recipients");
+		char d[ADDR_MAX_PATH + 3];
+
+		/*
+		 * RFC 5321 4.5.3.1.10: the client sends the rest in another
+		 * transaction; this is no client error, and not counted.
+		 */
+		snprintf(d, sizeof(d), "<%s>", to.text);
+		respond(s, RP_TOO_MANY_RCPTS, false, d);
 		return;
 	}
 	if (tx->nrcpt == tx->cap) {
@@ -734,6 +833,16 @@ rcpt_judge(struct session *s, char *arg)
 	rc->mb = to;
 	route_rcpt(s->router, &rc->mb, tx->mode, tx->params.has_size ? tx->params.size : 0,
 	    &rc->rt);
+	if (rc->rt.st == RT_LOCAL || rc->rt.st == RT_FORWARD) {
+		struct vreply vr;
+		enum verdict vd = milter_rcpt(s->milt, to.text, &vr);
+
+		if (reply_verdict(s, vd, &vr)) {
+			tx->refused++;
+			route_free(&rc->rt);
+			return;
+		}
+	}
 	if (!route_reply(s, &rc->mb, &rc->rt, false)) {
 		tx->refused++;
 		route_free(&rc->rt);
@@ -794,6 +903,7 @@ begin_message(struct session *s, enum dmode mode)
 		.helo = s->helo, .peer = s->peer_desc, .protocol = protocol(s),
 		.tls = s->tls ? tls_describe(s->io) : NULL,
 		.sender = tx->from.null ? "" : tx->from.text,
+		.binary = tx->params.body == BODY_BINARYMIME,
 	};
 
 	if ((tx->dv = delivery_begin(s->conf, &tr, tx->rcpt, tx->nrcpt, &tx->m)) == NULL) {
@@ -864,6 +974,120 @@ receive(struct session *s, uint64_t *remaining)
 	return true;
 }
 
+/* Apply one filter's edits; false (logged) when they cannot be: 451. */
+static bool
+apply_edits(struct session *s, struct edits *ed)
+{
+	char why[256];
+
+	if (!edits_any(ed) || delivery_edit(s->tx->dv, s->router, s->tx->mode, ed, why,
+	    sizeof(why)) == 0)
+		return true;
+	log_msg(LOG_ERR, "event=error op=filter-edit id=%s error=\"%s\"",
+	    delivery_id(s->tx->dv), why);
+	return false;
+}
+
+/*
+ * The filters' verdict on the complete message (verdict.h), before the
+ * reply: the milters' end-of-body step, then filter_command.  Each
+ * filter's edits are applied before the next filter runs.  True when the
+ * message goes on to be stored; else the reply was sent and the
+ * transaction is over.
+ */
+static bool
+filter_message(struct session *s)
+{
+	struct txn *tx = s->tx;
+	struct delivery *dv = tx->dv;
+	struct vreply vr = { 0 };
+	struct edits ed;
+	enum verdict v = VD_CONTINUE;
+	char id[64], e[512], reason[sizeof(ed.reason)] = "";
+
+	strlcpy(id, delivery_id(dv), sizeof(id));
+	edits_init(&ed);
+	/*
+	 * The milters' end-of-body step: each milter in turn sees the message
+	 * as the earlier ones left it, its edits applied before the next one,
+	 * until one refuses or discards; a quarantine goes on to the others.
+	 */
+	for (size_t i = 0; i < milter_count(s->milt); i++) {
+		enum verdict mv;
+		bool lf;
+		uint64_t len;
+		off_t off;
+		int fd;
+
+		if (delivery_message(dv, &fd, &off, &len, &lf) != 0)
+			mv = VD_TEMPFAIL;
+		else
+			mv = milter_message(s->milt, i, fd, (uint64_t)off, (uint64_t)off + len,
+			    !lf, id, &ed, &vr);
+		if (ed.reason[0] != '\0')
+			strlcpy(reason, ed.reason, sizeof(reason));
+		if ((mv == VD_CONTINUE || mv == VD_ACCEPT || mv == VD_QUARANTINE) &&
+		    !apply_edits(s, &ed))
+			mv = VD_TEMPFAIL;
+		edits_free(&ed);
+		if (mv == VD_QUARANTINE)
+			v = VD_QUARANTINE;
+		else if (mv == VD_REJECT || mv == VD_TEMPFAIL || mv == VD_DISCARD) {
+			v = mv;
+			break;
+		}
+	}
+	milter_message_end(s->milt);
+	if (v != VD_REJECT && v != VD_TEMPFAIL && v != VD_DISCARD &&
+	    s->conf->filter_command[0] != '\0') {
+		struct filter_env fe = {
+			.client_addr = strncmp(s->peer->ip, "IPv6:", 5) == 0 ?
+			    s->peer->ip + 5 : s->peer->ip,
+			.client_name = s->peer->host, .helo = s->helo, .tls = s->tls,
+		};
+		enum verdict fv;
+
+		fv = filter_run(s->conf, dv, &fe, &vr, &ed);
+		if (fv == VD_ACCEPT && !apply_edits(s, &ed))
+			fv = VD_TEMPFAIL;
+		if (fv == VD_REJECT || fv == VD_TEMPFAIL)
+			v = fv;
+		edits_free(&ed);
+	}
+	if (reply_verdict(s, v, &vr)) {
+		txn_free(s);
+		return false;
+	}
+	log_quote(e, sizeof(e), reason, strlen(reason));
+	if (v == VD_DISCARD) {
+		log_msg(LOG_NOTICE, "event=discard id=%s reason=%s", id, e);
+		reply(s, RP_QUEUED, "queued as %s", id);
+		txn_free(s);
+		return false;
+	}
+	if (v == VD_QUARANTINE) {
+		if (delivery_quarantine(dv) == -1) {
+			int err = errno;
+
+			log_msg(LOG_ERR, "event=error op=quarantine id=%s error=\"%s\"", id,
+			    strerror(err));
+			reply(s, failure_reply(err), "message not stored");
+			txn_free(s);
+			return false;
+		}
+		log_msg(LOG_NOTICE, "event=quarantine id=%s folder=.Junk reason=%s", id, e);
+	}
+	edits_free(&ed);
+	if (delivery_targets(dv) == 0) {
+		/* The filters took every recipient away: nothing to store, nothing wrong. */
+		log_msg(LOG_NOTICE, "event=discard id=%s reason=\"no recipient left\"", id);
+		reply(s, RP_QUEUED, "queued as %s", id);
+		txn_free(s);
+		return false;
+	}
+	return true;
+}
+
 /* The end of the data, by DATA or BDAT LAST: judge, commit, reply. */
 static void
 end_message(struct session *s)
@@ -885,6 +1109,8 @@ end_message(struct session *s)
 		txn_free(s);
 		return;
 	}
+	if (delivery_filtered(dv) && !filter_message(s))
+		return;
 	tx->dv = NULL;		/* delivery_commit frees it, whatever happens */
 	strlcpy(id, delivery_id(dv), sizeof(id));
 	switch (delivery_commit(dv, name, sizeof(name), &err)) {
@@ -944,7 +1170,31 @@ cmd_data(struct session *s, const struct command *c, char *arg)
 	end_message(s);
 }
 
-/* BDAT refused before its handler ran (sequence, no-mail mode): drain it. */
+/*
+ * One framing rule for BDAT (RFC 3030): a line that begins as BDAT has a
+ * chunk after it, whatever is wrong with the line, and the chunk's octets
+ * are never taken as commands.  A refused BDAT line is followed by reading
+ * and dropping exactly its chunk when the size could be read from the whole
+ * line (bdat_refused), else by 421 4.5.0 and the end of the session, since
+ * nothing tells where the chunk ends (lost_sync).
+ */
+static bool
+bdat_line(const char *line, size_t len)
+{
+	return len >= 4 && strncasecmp(line, "BDAT", 4) == 0 &&
+	    (len == 4 || !isalnum((unsigned char)line[4]));
+}
+
+static void
+lost_sync(struct session *s)
+{
+	if (s->done)
+		return;		/* closing already (max_errors): nothing more is read */
+	reply(s, RP_LOST_SYNC, "cannot find the end of the chunk");
+	s->done = true;
+}
+
+/* BDAT refused before its handler ran (sequence, no-mail mode, length): drain it. */
 static void
 bdat_refused(struct session *s, char *arg)
 {
@@ -952,8 +1202,7 @@ bdat_refused(struct session *s, char *arg)
 	bool last, ok;
 
 	if (!addr_bdat(arg, &size, &last, &ok)) {
-		reply(s, RP_LOST_SYNC, "BDAT size unreadable");
-		s->done = true;
+		lost_sync(s);
 		return;
 	}
 	if (s->tx == NULL) {
@@ -977,8 +1226,7 @@ cmd_bdat(struct session *s, const struct command *c, char *arg)
 	(void)c;
 	if (!addr_bdat(arg, &size, &last, &ok)) {
 		reply(s, RP_SYNTAX, "BDAT size is not a 64-bit number");
-		reply(s, RP_LOST_SYNC, "cannot find the end of the chunk");
-		s->done = true;
+		lost_sync(s);
 		return;
 	}
 	again = tx->refusal != RP_NONE;		/* an earlier chunk was refused */
@@ -1091,17 +1339,16 @@ cmd_help(struct session *s, const struct command *c, char *arg)
 
 	(void)c;
 	if (*arg == '\0') {
-		char verbs[256] = "";
-		const char *lines[] = { "Commands:", verbs,
+		char verbs[256] = "Commands:";
+		const char *lines[] = { verbs,
 		    "HELP <command> tells more; mail to postmaster reaches a person", NULL };
 
 		for (size_t i = 0; i < NCOMMANDS; i++)
 			if (commands[i].enabled == NULL || commands[i].enabled(s->conf)) {
-				if (verbs[0] != '\0')
-					strlcat(verbs, " ", sizeof(verbs));
+				strlcat(verbs, " ", sizeof(verbs));
 				strlcat(verbs, commands[i].verb, sizeof(verbs));
 			}
-		reply_lines(s, 214, catalogue[RP_HELP].enh, lines);
+		reply_lines(s, RP_HELP, lines);
 		return;
 	}
 	if ((topic = command_find(arg, strlen(arg))) == NULL) {
@@ -1115,7 +1362,7 @@ cmd_help(struct session *s, const struct command *c, char *arg)
 		reply(s, RP_BAD_TOPIC, "%s is not enabled here", topic->verb);
 		return;
 	}
-	reply_lines(s, 214, catalogue[RP_HELP].enh, (const char *const[]){ topic->help, NULL });
+	reply_lines(s, RP_HELP, (const char *const[]){ topic->help, NULL });
 }
 
 static void
@@ -1169,6 +1416,7 @@ cmd_starttls(struct session *s, const struct command *c, char *arg)
 	s->greeted = s->esmtp = false;
 	s->helo[0] = '\0';
 	s->tls = true;
+	milter_tls(s->milt, tls_describe(s->io));
 	log_msg(LOG_INFO, "event=tls result=ok using=\"%s\"", tls_describe(s->io));
 }
 
@@ -1196,14 +1444,18 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 	s->cmdlen = len;
 	if (memchr(line, '\0', len) != NULL) {
 		reply(s, RP_NUL, "NUL octet in command line");
+		if (bdat_line(line, len))
+			lost_sync(s);	/* where the line was cut is anyone's guess */
 		return;
 	}
 	vlen = strcspn(line, " ");
 	if ((c = command_find(line, vlen)) == NULL) {
 		if (raw > LINE_MAX_CMD)
-			reply(s, RP_LINE_TOO_LONG, "line too long");
+			reply(s, RP_LINE_TOO_LONG, NULL);
 		else
 			reply(s, RP_UNRECOGNIZED, NULL);
+		if (bdat_line(line, len))
+			lost_sync(s);	/* "BDAT<TAB>21": a chunk may follow */
 		return;
 	}
 	arg = line + vlen;
@@ -1214,7 +1466,7 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 		*--end = '\0';
 
 	if (raw > LINE_MAX_CMD && !(c->args & A_LONG))
-		reply(s, RP_LINE_TOO_LONG, "line too long");
+		reply(s, RP_LINE_TOO_LONG, NULL);
 	/* RFC 1846: in no-mail mode every command but QUIT is answered 521. */
 	else if (!s->conf->accept_mail && c->fn != cmd_quit)
 		reply(s, RP_NO_MAIL, NULL);
@@ -1234,15 +1486,16 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 		c->refused(s, arg);
 }
 
+/* The catalogue's 421 with the enhanced code `enh` (4.3.0 when there is none). */
 void
 smtp_refuse(struct io *io, const char *hostname, const char *enh)
 {
-	char line[REPLY_MAX];
-	int n = snprintf(line, sizeof(line), "421 %s %s %s\r\n", enh, hostname,
-	    catalogue[RP_CONFIG].text);
+	enum reply r = RP_UNAVAILABLE;
 
-	if (n > 0 && (size_t)n < sizeof(line))
-		io_write(io, line, (size_t)n);
+	for (size_t i = 0; i < sizeof(catalogue) / sizeof(catalogue[0]); i++)
+		if (catalogue[i].code == 421 && strcmp(catalogue[i].enh, enh) == 0)
+			r = (enum reply)i;
+	render(io, hostname, r, false, NULL);
 	io_flush(io);
 }
 
@@ -1252,7 +1505,7 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 {
 	struct session s = { .conf = conf, .io = io, .router = router, .peer = peer,
 	    .le = le };
-	char line[LINE_MAX_PATH + 1], greeting[REPLY_MAX];
+	char line[LINE_MAX_PATH + 1];
 	enum state shown = 0;
 
 	if (peer->ip[0] != '\0')
@@ -1267,14 +1520,11 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf",
 	    peer->proxy[0] ? " proxy=" : "", peer->proxy);
 
-	/* The greeting carries no enhanced code (RFC 2034 3). */
+	reply_line(&s, conf->accept_mail ? RP_GREETING : RP_GREETING_NO_MAIL, false, NULL);
+	/* A connect refusal answers every MAIL (milter.c keeps it). */
 	if (conf->accept_mail)
-		snprintf(greeting, sizeof(greeting), "220 %s ESMTP mailslot ready\r\n",
-		    conf->hostname);
-	else
-		snprintf(greeting, sizeof(greeting), "521 %s does not accept mail\r\n",
-		    conf->hostname);
-	put_line(&s, greeting, strlen(greeting));
+		s.milt = milter_open(conf, peer, io->rfd, &(enum verdict){ 0 },
+		    &(struct vreply){ 0 });
 
 	while (!s.done) {
 		size_t len = 0, raw = 0;
@@ -1292,7 +1542,12 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 			dispatch(&s, line, len, raw);
 			break;
 		case IO_LONG:
-			reply(&s, RP_LINE_TOO_LONG, "line too long");
+			s.cmd = line;
+			s.cmdlen = len;
+			reply(&s, RP_LINE_TOO_LONG, NULL);
+			/* Only the line's start was kept: a BDAT size in it cannot be trusted. */
+			if (bdat_line(line, len))
+				lost_sync(&s);
 			break;
 		case IO_TIMEOUT:
 			reply(&s, RP_TIMEOUT, "timeout exceeded");
@@ -1313,5 +1568,6 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	io_flush(io);
 	log_msg(LOG_INFO, "event=close transactions=%u errors=%lld", s.ntx, s.errors);
 	txn_free(&s);
+	milter_close(s.milt);
 	return 0;
 }

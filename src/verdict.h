@@ -66,6 +66,24 @@ struct edits {
 };
 
 void edits_init(struct edits *);
-void edits_free(struct edits *);
+void edits_free(struct edits *);	/* and ready for use again */
+
+#define EDITS_MAX_HEADERS	1000	/* header edits for one message */
+#define EDITS_MAX_RCPTS		1000	/* recipients added, or deleted */
+
+/*
+ * Recording edits (verdict.c); each string is copied.  0, or -1 and errno
+ * (E2BIG past the bounds above).  A header value may hold line breaks
+ * ("\n" or "\r\n") for folded lines.  The new body given to edits_body is
+ * a file read from offset 0 to its end, in the stored form: LF line ends
+ * (as received under BINARYMIME); the edits own the fd from then on.
+ * An address is "local@domain", without angle brackets ("" for <>).
+ */
+int edits_header(struct edits *, enum hedit_op, unsigned idx, const char *name,
+    const char *value);
+int edits_rcpt(struct edits *, bool add, const char *addr);
+int edits_sender(struct edits *, const char *addr);
+void edits_body(struct edits *, int fd);
+bool edits_any(const struct edits *);
 
 #endif

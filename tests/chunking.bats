@@ -290,6 +290,56 @@ $SYNTAX
 	assert_clean
 }
 
+# A BDAT line refused before its size is known to be good: the chunk after
+# it (RSET, VRFY injected: commands to the eye) is drained, or the session
+# ends with 421 4.5.0; it never runs.  $1: the BDAT line (%b-decoded), $2:
+# the reply codes expected after the EHLO reply; then mailslot's arguments.
+refused_bdat() {
+	run smtp_pipe "${EMR}$1\r\nRSET\r\nVRFY injected\r\nNOOP\r\nQUIT\r\n" "${@:3}"
+	refute_output --partial 'injected'
+	assert_equal "$(replies_after_ehlo | cut -c1-9)" "$2"
+}
+
+@test "chunking: a BDAT line refused for its form never lets its chunk run as commands" {
+	local sp line lost='250 2.1.0
+250 2.1.5
+500 5.5.2
+421 4.5.0'
+	sp=$(printf '%1100s' '')
+	# over the 1024 octets kept of a line, or with a NUL: the size cannot be trusted
+	for line in "BDAT 21 LAST$sp" "bdat 21 last$sp" "BDAT$sp 21 LAST" "BDAT 21 LAST\\0" \
+	    "BDAT 21\\0 LAST" "BDAT\\0 21 LAST"; do
+		refused_bdat "$line" "$lost"
+		refute_output --partial '221 '
+		assert_clean
+	done
+	# not a verb mailslot knows, but a chunk may follow it
+	refused_bdat 'BDAT\t21 LAST' "${lost/500 5.5.2/500 5.5.1}"
+	refute_output --partial '221 '
+	assert_clean
+	# 600 octets: over 512, but the whole line is read: its chunk is drained
+	sp=$(printf '%588s' '')
+	refused_bdat "BDAT 21 LAST$sp" '250 2.1.0
+250 2.1.5
+500 5.5.2
+250 2.0.0
+221 2.0.0'
+	assert_clean
+}
+
+@test "chunking: a BDAT line refused by mode or sequence drains its chunk" {
+	refused_bdat 'BDAT 21 LAST' '521 5.3.2
+521 5.3.2
+521 5.3.2
+521 5.3.2
+221 2.0.0' -o accept_mail=no
+	run smtp_pipe "EHLO c.example\r\nBDAT 21 LAST\r\nRSET\r\nVRFY injected\r\nNOOP\r\nQUIT\r\n"
+	refute_output --partial 'injected'
+	assert_equal "$(replies_after_ehlo | cut -c1-9)" "503 5.5.1
+250 2.0.0
+221 2.0.0"
+}
+
 @test "chunking: BDAT without an accepted RCPT: 503, chunk drained, MAIL still open" {
 	run smtp_pipe "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nBDAT 10 LAST\r\nQUIT\r\nQUITRCPT TO:<bob@example.org>\r\nBDAT 2 LAST\r\nokQUIT\r\n"
 	assert_success
@@ -415,6 +465,44 @@ with open(sys.argv[1], "wb") as f:
     f.write(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\n")
     f.write(b"BDAT %d\r\n" % h + m[:h] + b"BDAT %d LAST\r\n" % (len(m) - h) + m[h:])
     f.write(b"QUIT\r\n")
+PY
+	run smtp_pipe_file "$MS_DIR/in"
+	assert_success
+	assert_line --regexp '^554 5\.4\.6 mail loop: too many Received headers'
+	assert_clean
+}
+
+# $1: BODY= value or ''; $2: the line end (%b) of the message; the message:
+# a Subject, the empty line, then 51 body lines "Received: from xN".
+hops_in_body() {
+	python3 - "$MS_DIR/in" "$1" "$2" <<'PY'
+import sys
+body, eol = sys.argv[2], sys.argv[3].encode().decode("unicode_escape").encode()
+m = b"Subject: hops" + eol + eol + b"".join(b"Received: from x%d" % i + eol for i in range(51))
+with open(sys.argv[1], "wb") as f:
+    f.write(b"EHLO c.example\r\nMAIL FROM:<a@b.example>%s\r\n" % ((b" BODY=" + body.encode()) if body else b""))
+    f.write(b"RCPT TO:<bob@example.org>\r\nBDAT %d LAST\r\n" % len(m) + m + b"QUIT\r\n")
+PY
+	run smtp_pipe_file "$MS_DIR/in"
+}
+
+@test "chunking: Received lines after the empty line are body, not hops, whatever the line ends" {
+	local body eol
+	for body in '' 8BITMIME BINARYMIME; do
+		for eol in '\r\n' '\n'; do
+			hops_in_body "$body" "$eol"
+			assert_success
+			assert_line --regexp '^250 2\.0\.0 queued as '
+			rm -f "$MS_MAILDIR"/new/*
+		done
+	done
+	# the same lines above the empty line are a loop, in binary mode too
+	python3 - "$MS_DIR/in" <<'PY'
+import sys
+m = b"".join(b"Received: from x%d\r\n" % i for i in range(51)) + b"\r\nbody\r\n"
+with open(sys.argv[1], "wb") as f:
+    f.write(b"EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\nRCPT TO:<bob@example.org>\r\n")
+    f.write(b"BDAT %d LAST\r\n" % len(m) + m + b"QUIT\r\n")
 PY
 	run smtp_pipe_file "$MS_DIR/in"
 	assert_success

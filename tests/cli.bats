@@ -19,6 +19,21 @@ teardown() { ms_teardown; }
 	assert_line --index 0 --regexp '^usage: mailslot '
 }
 
+@test "--help and mailslot.conf(5) name every key -t prints" {
+	local keys key help missing=
+	run ms -t
+	assert_success
+	keys=$(sed -n 's/^\([a-z_]*\) = .*/\1/p' <<<"$output")
+	[ "$(wc -l <<<"$keys")" -ge 25 ] || fail "too few keys from -t: $keys"
+	help=$(ms --help)
+	for key in $keys; do
+		grep -qE "(^| )$key[,.]" <<<"$help" || missing+=" --help:$key"
+		grep -qE "^\.It Cm ([a-z_]+ , )*$key( |$)" "$MS_REPO/man/mailslot.conf.5" ||
+		    missing+=" mailslot.conf.5:$key"
+	done
+	[ -z "$missing" ] || fail "not documented:$missing"
+}
+
 @test "-V: the version, exit 0" {
 	run ms -V
 	assert_success
@@ -77,4 +92,72 @@ teardown() { ms_teardown; }
 	assert_line --regexp '^250[- ]SIZE 2048$'
 	run reply_to '' 'EHLO c.example' -o max_message_size=3M
 	assert_line --regexp '^250[- ]SIZE 3145728$'
+}
+
+@test "-t: tls_required=yes without a certificate exits 100; a client gets 421 4.3.5" {
+	run ms -t -o tls_required=yes
+	assert_equal "$status" 100
+	assert_output --partial 'tls_required'
+	refute_line --partial 'tls_required = yes'
+	run smtp_pipe 'EHLO c.example\r\nQUIT\r\n' -o tls_required=yes
+	assert_equal "$status" 100
+	assert_output --regexp '^421 4\.3\.5 mx\.test '
+	grep -qF 'tls_required' "$MS_DIR/log"
+}
+
+@test "-t: forward_command must name an executable file by its absolute path" {
+	printf '#!/bin/sh\nexit 0\n' >"$MS_DIR/fwd"
+	chmod 644 "$MS_DIR/fwd"
+	run ms -t -o "forward_command=$MS_DIR/fwd -i"
+	assert_equal "$status" 100
+	assert_output --partial "forward_command: $MS_DIR/fwd: not an executable file"
+	run ms -t -o "forward_command=$MS_DIR/no-such-program -i"
+	assert_equal "$status" 100
+	assert_output --partial "forward_command: $MS_DIR/no-such-program: No such file"
+	run ms -t -o 'forward_command=sendmail -i'
+	assert_equal "$status" 100
+	assert_output --partial 'forward_command: "sendmail" is not an absolute path'
+	run ms -t -o "forward_command=$MS_DIR"
+	assert_equal "$status" 100
+	chmod 755 "$MS_DIR/fwd"
+	run ms -t -o "forward_command=  $MS_DIR/fwd -i"
+	assert_success
+	assert_line "forward_command = $MS_DIR/fwd -i"
+}
+
+@test "-t: a catch-all maildir that cannot be created or written exits 100; -t creates nothing" {
+	run ms -t
+	assert_success
+	[ ! -e "$MS_MAILDIR" ] || fail "-t created $MS_MAILDIR"
+	run ms -t -o "maildir=$MS_DIR/no-such-dir/Maildir"
+	assert_equal "$status" 100
+	assert_output --partial "maildir: $MS_DIR/no-such-dir/Maildir is missing and cannot be created in $MS_DIR/no-such-dir"
+	: >"$MS_DIR/plain"
+	run ms -t -o "maildir=$MS_DIR/plain"
+	assert_equal "$status" 100
+	assert_output --partial 'not a directory'
+	run ms -t -o "maildir=$MS_DIR/plain/Maildir"
+	assert_equal "$status" 100
+	# a parent the delivering account cannot write (as root: the account in `user`)
+	mkdir "$MS_DIR/ro"
+	chmod 555 "$MS_DIR/ro"
+	run ms -t -o "maildir=$MS_DIR/ro/Maildir"
+	assert_equal "$status" 100
+	assert_output --partial 'Permission denied'
+	# an existing Maildir whose new/ the account cannot write
+	mkdir -p "$MS_DIR/md/tmp" "$MS_DIR/md/new" "$MS_DIR/md/cur"
+	[ -z "$MS_USER" ] || chown -R "$MS_USER" "$MS_DIR/md"
+	run ms -t -o "maildir=$MS_DIR/md"
+	assert_success
+	chmod 555 "$MS_DIR/md/new"
+	run ms -t -o "maildir=$MS_DIR/md"
+	assert_equal "$status" 100
+	assert_output --partial "maildir: $MS_DIR/md/new: Permission denied"
+	# with mailboxes the catch-all is not checked, but mailboxes must exist
+	mkdir "$MS_DIR/boxes"
+	run ms -t -o "mailboxes=$MS_DIR/boxes" -o "maildir=$MS_DIR/no-such-dir/Maildir"
+	assert_success
+	run ms -t -o "mailboxes=$MS_DIR/no-such-boxes"
+	assert_equal "$status" 100
+	assert_output --partial "mailboxes: $MS_DIR/no-such-boxes: No such file"
 }

@@ -193,7 +193,7 @@ re_quote() {
 		printf '.\nQUIT\n'
 	} >"$MS_DIR/big.in"
 	MAILSLOT_WRAPPER="strace -qq -o $MS_DIR/st -e trace=sync_file_range,fsync"
-	run smtp_pipe_file "$MS_DIR/big.in" -o max_message_size=100000000
+	run smtp_pipe_file "$MS_DIR/big.in" -o max_message_size=100000000 -o line_endings=lf
 	MAILSLOT_WRAPPER=
 	assert_success
 	assert_line --regexp '^250 2\.0\.0 queued as '

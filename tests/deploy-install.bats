@@ -60,9 +60,14 @@ stage_make() {
 	cmp "$MS_REPO/units/mailslot.tmpfiles" "$STAGE/usr/lib/tmpfiles.d/mailslot.conf"
 	# The installed binary runs and accepts the installed configuration.
 	# shellcheck disable=SC2086 # the wrapper is a command prefix
-	run $MAILSLOT_WRAPPER "$STAGE/usr/sbin/mailslot" -t -f "$STAGE/etc/mailslot/mailslot.conf"
+	# (-t checks that the Maildir can be created: the installed one's
+	# parent is made by tmpfiles.d, which has not run on this host.)
+	run $MAILSLOT_WRAPPER "$STAGE/usr/sbin/mailslot" -t -f "$STAGE/etc/mailslot/mailslot.conf" \
+	    -o "maildir=$BATS_TEST_TMPDIR/Maildir"
 	assert_success
-	assert_line "maildir = /var/lib/mailslot/Maildir"
+	assert_line "domains = example.org"
+	assert_line "expn = no"
+	grep -qx "maildir = /var/lib/mailslot/Maildir" "$STAGE/etc/mailslot/mailslot.conf"
 	# The sysusers.d and tmpfiles.d files, applied to the tree (as root,
 	# as a package's installation would).
 	if [ "$(id -u)" = 0 ]; then

@@ -148,7 +148,7 @@ assert_rss_bounded() {
 	run smtp_sock --timeout 5 --send 'EHLO c.example\r\nNOOP\r\nQUIT\r\n'
 	assert_success
 	assert_line --index 0 '220 mx.test ESMTP mailslot ready'
-	assert_line --index 1 '250-mx.test'
+	assert_line --index 1 '250-mx.test Requested mail action okay, completed'
 	assert_line --index -2 --regexp '^250 2\.0\.0 '
 	assert_line --index -1 --regexp '^221 '
 }

@@ -41,6 +41,33 @@ rep() { head -c "$2" /dev/zero | tr '\0' "$1"; }
 	assert_equal "$(grep -c '^Delivered-To: ' "$(ms_new_file)")" 100
 }
 
+@test "115 pipelined RCPTs: 100 x 250, 15 x 452 4.5.3 not counted as errors; the rest goes in the next transaction" {
+	local i in='EHLO c.example\r\nMAIL FROM:<a@x.example>\r\n' mb=$MS_DIR/mb
+	for i in $(seq 1 115); do
+		mkdir -p "$mb/r$i/tmp" "$mb/r$i/new" "$mb/r$i/cur"
+		in+="RCPT TO:<r$i@y.example>\r\n"
+	done
+	in+='DATA\r\nSubject: first\r\n\r\nfirst\r\n.\r\nMAIL FROM:<a@x.example>\r\n'
+	for i in $(seq 101 115); do in+="RCPT TO:<r$i@y.example>\r\n"; done
+	in+='DATA\r\nSubject: second\r\n\r\nsecond\r\n.\r\nNOOP\r\nQUIT\r\n'
+	run smtp_pipe "$in" -o "mailboxes=$mb"
+	assert_success
+	refute_output --partial '421 '
+	assert_equal "$(grep -c '^250 2\.1\.5 ' <<<"$output")" 115
+	assert_equal "$(grep -c '^452 4\.5\.3 ' <<<"$output")" 15
+	assert_equal "$(grep -c '^452 4\.5\.3 <r1[01][0-9]@y\.example>: Requested action not taken: too many recipients$' <<<"$output")" 15
+	refute_output --partial 'insufficient system storage'
+	assert_equal "$(grep -c '^250 2\.0\.0 queued as ' <<<"$output")" 2
+	assert_line '221 2.0.0 mx.test Service closing transmission channel'
+	# the first message for the first 100, the second for the other 15
+	for i in $(seq 1 115); do
+		f=$(find "$mb/r$i/new" -type f)
+		[ "$(printf '%s\n' "$f" | grep -c .)" = 1 ] || fail "r$i: not exactly one message"
+		if [ "$i" -le 100 ]; then grep -q '^first$' "$f"; else grep -q '^second$' "$f"; fi ||
+			fail "r$i got the wrong message"
+	done
+}
+
 @test "a local part of 64 octets passes, 65 gets 553 5.1.3 (RCPT) and 501 (MAIL)" {
 	local l64 l65 q62 q63
 	l64=$(rep a 64)

@@ -73,9 +73,9 @@ smuggle() {
 	hs_assert_one_message "$MS_DIR/expect"
 }
 
-@test "lf mode (pipes) is not for the network: there LF . LF does end the data" {
-	# The reason line_endings=auto is crlf on a socket: the same bytes in lf
-	# mode end the first message at the lookalike.
+@test "lf mode (terminals) is not for the network: there LF . LF does end the data" {
+	# The reason line_endings=auto is crlf but on a terminal: the same bytes
+	# in lf mode end the first message at the lookalike.
 	ms_listen -o line_endings=lf
 	run python3 "$MS_LIB/hostile.py" smuggle --port "$MS_PORT" --maildir "$MS_MAILDIR" \
 	    --how block '\n.\n'

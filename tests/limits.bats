@@ -23,7 +23,7 @@ pad() {
 	assert_reply 250 2.0.0 'Requested mail action okay, completed'
 	run reply_to '' "NOOP $(pad 506)"
 	assert_success
-	assert_reply 500 5.5.2 'Syntax error, command unrecognized'
+	assert_reply 500 5.5.2 'Syntax error, line too long'
 }
 
 @test "an over-long HELO, EHLO, VRFY, HELP: 500 5.5.2 at 513 octets" {
@@ -31,17 +31,17 @@ pad() {
 	for c in "HELO $(pad 506)" "EHLO $(pad 506)" "VRFY $(pad 506)" "HELP $(pad 506)"; do
 		run reply_to '' "$c"
 		assert_success
-		assert_reply 500 5.5.2 'Syntax error, command unrecognized'
+		assert_reply 500 5.5.2 'Syntax error, line too long'
 	done
 }
 
 @test "an over-long line with an unknown verb: 500 5.5.2 at 513 octets, as at 2000" {
 	run reply_to '' "$(pad 2000)"
 	assert_success
-	assert_reply 500 5.5.2 'Syntax error, command unrecognized'
+	assert_reply 500 5.5.2 'Syntax error, line too long'
 	run reply_to '' "$(pad 511)"
 	assert_success
-	assert_reply 500 5.5.2 'Syntax error, command unrecognized'
+	assert_reply 500 5.5.2 'Syntax error, line too long'
 }
 
 @test "a MAIL line of 1024 octets passes, 1025 gets 500 5.5.2" {
@@ -53,7 +53,7 @@ pad() {
 	assert_reply 250 2.1.0 'Requested mail action okay, completed'
 	run reply_to 'EHLO c.example\r\n' "MAIL FROM:<a@b.example> SIZE=0${zeros}1"
 	assert_success
-	assert_reply 500 5.5.2 'Syntax error, command unrecognized'
+	assert_reply 500 5.5.2 'Syntax error, line too long'
 }
 
 @test "a RCPT line of 1024 octets passes, 1025 gets 500 5.5.2" {
@@ -65,7 +65,7 @@ pad() {
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	run reply_to 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n' "RCPT TO:<bob@example.org> $blanks"
 	assert_success
-	assert_reply 500 5.5.2 'Syntax error, command unrecognized'
+	assert_reply 500 5.5.2 'Syntax error, line too long'
 }
 
 @test "a 1 MB command line: one 500 5.5.2, its rest is not taken as commands" {
@@ -78,7 +78,7 @@ pad() {
 	run smtp_pipe_file "$MS_DIR/in"
 	assert_success
 	assert_output "$(printf '%s\n' '220 mx.test ESMTP mailslot ready' \
-	    '500 5.5.2 line too long: Syntax error, command unrecognized' \
+	    '500 5.5.2 Syntax error, line too long' \
 	    '250 2.0.0 Requested mail action okay, completed' \
 	    '221 2.0.0 mx.test Service closing transmission channel')"
 }

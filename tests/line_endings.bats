@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
-# line_endings: crlf (auto on a socket), lf (auto on a pipe), strict; each
-# checked on the stored bytes.  In crlf and strict mode only CRLF "." CRLF
-# ends the data, so no lookalike can smuggle a second message.
+# line_endings: crlf (auto on a socket or a pipe), lf (auto on a terminal),
+# strict; each checked on the stored bytes.  In crlf and strict mode only
+# CRLF "." CRLF ends the data, so no lookalike can smuggle a second message.
 
 load 'lib/common'
 
@@ -32,10 +32,34 @@ assert_stored() {
 	grep -q 'line_endings=crlf' "$MS_DIR/sa.log"
 }
 
-@test "auto on a pipe is lf: LF.LF ends the data" {
+@test "auto on a pipe is crlf (a TLS wrapper's pipe is the network): LF.LF does not end the data" {
 	run smtp_pipe "${EMR}DATA\r\n${MIXED}"
 	assert_success
-	local replies=$output
+	assert_equal "$(grep -c '^250 2\.0\.0 queued as ' <<<"$output")" 1
+	refute_line --regexp '^5'
+	assert_line --index -1 '221 2.0.0 mx.test Service closing transmission channel'
+	assert_stored "${TRACE_PIPE}Subject: x\n\nline1\nline2\n.\nstill data\n.dot\n"
+	grep -q 'line_endings=crlf' "$MS_DIR/log"
+}
+
+@test "auto on a terminal is lf: LF.LF ends the data" {
+	printf '%b' "${EMR}DATA\r\n${MIXED}" >"$MS_DIR/input"
+	ms_cmd
+	# fd 0 a pty in raw mode (no echo, no CR translation), the replies to a file
+	run python3 - "$MS_DIR/input" "$MS_DIR/replies" "$MS_DIR/log" "${MS_CMD[@]}" <<'PY'
+import os, subprocess, sys, tty
+inp, out, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+master, slave = os.openpty()
+tty.setraw(slave)
+with open(out, "wb") as o, open(log, "wb") as e:
+    p = subprocess.Popen(cmd, stdin=slave, stdout=o, stderr=e)
+    os.close(slave)
+    os.write(master, open(inp, "rb").read())
+    sys.exit(p.wait(timeout=60))	# QUIT ends it; the bound only keeps a bug from hanging the suite
+PY
+	assert_success
+	local replies
+	replies=$(ms_show_replies "$MS_DIR/replies")
 	run ms_nth_reply 6 <<<"$replies"
 	assert_output --regexp '^250 2\.0\.0 queued as '
 	# what followed LF.LF is read as commands
@@ -46,7 +70,7 @@ assert_stored() {
 }
 
 @test "lf: a dot after a bare LF is unstuffed; LF.CRLF ends the data" {
-	run smtp_pipe "${EMR}DATA\r\nSubject: x\n\n..one\ntwo\n.\r\nQUIT\r\n"
+	run smtp_pipe "${EMR}DATA\r\nSubject: x\n\n..one\ntwo\n.\r\nQUIT\r\n" -o line_endings=lf
 	assert_success
 	assert_line --regexp '^250 2\.0\.0 queued as '
 	assert_line --index -1 '221 2.0.0 mx.test Service closing transmission channel'

@@ -44,6 +44,20 @@ SESSION='EHLO c.example\r\nFOO\x1b[31m\x01\xff\r\nMAIL FROM:<a@b.example>\r\nRCP
 	assert_output 0
 }
 
+@test "log: hostile values in every client field stay inside their own field" {
+	# HELO/EHLO names, MAIL and RCPT addresses (refused and delivered), the
+	# VRFY, EXPN and HELP arguments, unknown verbs, and the replies that
+	# quote them: quotes, backslashes, spaces, '=', CR, NUL, ESC, TAB,
+	# UTF-8, invalid 8-bit.  tests/lib/logfields.py reads the log as
+	# key=value fields and finds exactly the ones mailslot wrote.
+	python3 "$MS_LIB/logfields.py" session "$MS_DIR/hostile"
+	run smtp_pipe_file "$MS_DIR/hostile" -o domains=example.org -o max_errors=1000
+	assert_success
+	assert_line --partial ' queued as '
+	run python3 "$MS_LIB/logfields.py" check "$MS_DIR/log"
+	[ "$status" -eq 0 ] || fail "$output"
+}
+
 @test "log: the message body is never logged" {
 	run smtp_pipe "$SESSION"
 	assert_success
@@ -94,15 +108,15 @@ WHO="EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nR
 	f=$(basename "$(ms_new_file)")
 	id=${f%%.mx.test*}
 	for a in bob@example.org carol@example.net; do
-		run grep -c "event=deliver id=$id from=<a@b.example> to=<$a> via=mailbox msgid=\"<m1.2@c.example>\" size=[0-9]* file=$f\$" "$MS_DIR/log"
+		run grep -c "event=deliver id=$id from=\"<a@b.example>\" to=\"<$a>\" via=mailbox msgid=\"<m1.2@c.example>\" size=[0-9]* file=$f\$" "$MS_DIR/log"
 		assert_output 1
 	done
 	run grep -c 'event=deliver ' "$MS_DIR/log"
 	assert_output 2
 	# Refused: each found by its whole address, on its refusal line.
-	run grep -c "event=refuse code=550 .* to=<no-such-$WHO_MB@elsewhere.example>\$" "$MS_DIR/log"
+	run grep -c "event=refuse code=550 .* to=\"<no-such-$WHO_MB@elsewhere.example>\"\$" "$MS_DIR/log"
 	assert_output 1
-	run grep -c 'event=refuse code=553 .* to=<x/y@example.org>$' "$MS_DIR/log"
+	run grep -c 'event=refuse code=553 .* to="<x/y@example.org>"$' "$MS_DIR/log"
 	assert_output 1
 }
 

@@ -348,9 +348,9 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	run grep -c alice "$MS_DIR/fwd.stdin.2"
 	assert_output 0
 	# The log: one line per recipient, each forwarded.
-	run grep -c 'event=deliver .* to=<alice@example.org> via=forward ' "$MS_DIR/log"
+	run grep -c 'event=deliver .* to="<alice@example.org>" via=forward ' "$MS_DIR/log"
 	assert_output 1
-	run grep -c 'event=deliver .* to=<bob2@example.org> via=forward ' "$MS_DIR/log"
+	run grep -c 'event=deliver .* to="<bob2@example.org>" via=forward ' "$MS_DIR/log"
 	assert_output 1
 }
 

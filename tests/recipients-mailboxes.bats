@@ -56,7 +56,7 @@ teardown() {
 		run rc_rcpt "$who@example.org"
 		assert_success
 		assert_reply 450 4.2.1 'Requested mail action not taken: mailbox unavailable'
-		run grep -F "event=mailbox-unusable path=$RC_MB/$who" "$MS_DIR/log"
+		run grep -F "event=mailbox-unusable path=\"$RC_MB/$who\"" "$MS_DIR/log"
 		assert_success
 	done
 	# In one transaction with a good recipient: only that one gets the message,
@@ -102,7 +102,7 @@ teardown() {
 		run rc_rcpt "$who@example.org"
 		assert_success
 		assert_reply 450 4.2.1 'Requested mail action not taken: mailbox unavailable'
-		run grep -F "event=mailbox-unusable path=$RC_MB/$who" "$MS_DIR/log"
+		run grep -F "event=mailbox-unusable path=\"$RC_MB/$who\"" "$MS_DIR/log"
 		assert_success
 	done
 	run rc_rcpt bob@example.org

@@ -233,7 +233,7 @@ soh_lines() {
 	printf '%b' "${BANNER}hello\r\n" >"$MS_DIR/want"
 	ms_assert_same "$MS_DIR/want" "$MS_DIR/t1.out" 'terminal'
 	assert_equal "$(rc_new_count bob)" 0
-	grep -q 'event=deliver .* to=<carol@example.org> via=mailbox ' "$MS_DIR/log"
+	grep -q 'event=deliver .* to="<carol@example.org>" via=mailbox ' "$MS_DIR/log"
 	rc_new_file carol >/dev/null
 }
 
@@ -311,7 +311,7 @@ soh_lines() {
 	# The other recipient, not logged in, has its copy too.
 	rc_new_file carol >/dev/null
 	grep -q 'event=terminal .* whole=no$' "$MS_DIR/log"
-	grep -q 'event=deliver .* to=<bob@example.org> via=mailbox ' "$MS_DIR/log"
+	grep -q 'event=deliver .* to="<bob@example.org>" via=mailbox ' "$MS_DIR/log"
 }
 
 @test "SAML: a terminal that takes only part of the message: the mailbox has it whole, 250" {

@@ -104,13 +104,13 @@ EMR='EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\n'
 @test "HELO: 250 <hostname>, no enhanced code" {
 	run reply_to '' 'HELO c.example'
 	assert_success
-	assert_output '250 mx.test'
+	assert_output '250 mx.test Requested mail action okay, completed'
 }
 
 @test "HELO: an address literal is a valid argument" {
 	run reply_to '' 'HELO [192.0.2.1]'
 	assert_success
-	assert_output '250 mx.test'
+	assert_output '250 mx.test Requested mail action okay, completed'
 }
 
 @test "HELO: 501 without a domain" {
@@ -132,7 +132,7 @@ EMR='EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\n'
 @test "EHLO: 250 multi-line with the keywords, no enhanced codes" {
 	run reply_to '' 'EHLO c.example'
 	assert_success
-	assert_line --index 0 '250-mx.test'
+	assert_line --index 0 '250-mx.test Requested mail action okay, completed'
 	local kw
 	for kw in PIPELINING 'SIZE 33554432' 8BITMIME ENHANCEDSTATUSCODES SMTPUTF8 \
 	    HELP SOML SAML VRFY EXPN; do
@@ -359,7 +359,7 @@ free_bytes() {
 	MS_OPTS+=(-o terminal_delivery=yes)
 	run reply_to '' 'HELP SEND'
 	assert_success
-	assert_output --regexp '^214 2\.0\.0 SEND FROM:<reverse-path>'
+	assert_line --index 1 --regexp '^214 2\.0\.0 SEND FROM:<reverse-path>'
 }
 
 # ---- RCPT -----------------------------------------------------------------
@@ -445,7 +445,7 @@ free_bytes() {
 	done
 	run reply_to "$EM$in" 'RCPT TO:<r4@example.org>' -o max_recipients=3
 	assert_success
-	assert_reply 452 4.5.3 "$STORAGE"
+	assert_reply 452 4.5.3 'Requested action not taken: too many recipients'
 	run reply_to "$EM${in%RCPT TO:<r3*}" 'RCPT TO:<r3@example.org>' -o max_recipients=3
 	assert_success
 	assert_reply 250 2.1.5 "$OK"
@@ -574,10 +574,11 @@ free_bytes() {
 @test "HELP MAIL: 214 with the syntax of MAIL; any case" {
 	run reply_to '' 'HELP MAIL'
 	assert_success
-	assert_output --regexp '^214 2\.0\.0 MAIL FROM:<reverse-path>'
+	assert_line --index 0 '214-2.0.0 Help message'
+	assert_line --index 1 --regexp '^214 2\.0\.0 MAIL FROM:<reverse-path>'
 	run reply_to '' 'HELP rcpt'
 	assert_success
-	assert_output --regexp '^214 2\.0\.0 RCPT TO:<forward-path>'
+	assert_line --index 1 --regexp '^214 2\.0\.0 RCPT TO:<forward-path>'
 }
 
 @test "HELP bogus: 504 5.5.4" {
@@ -748,8 +749,8 @@ EOF
 		fi
 		# the HELO reply, and the EHLO reply up to its last line
 		case $ehlo:$line in
-		0:'250 mx.test') continue ;;
-		0:'250-mx.test') ehlo=1; continue ;;
+		0:'250 mx.test '*) continue ;;
+		0:'250-mx.test '*) ehlo=1; continue ;;
 		1:250-*) continue ;;
 		1:250\ *) ehlo=0; continue ;;
 		esac

@@ -53,7 +53,7 @@ put(struct result *r, const char *p, size_t n)
 	r->len += n;
 }
 
-/* Received: header lines before the first empty stored line. */
+/* Received: header lines before the first empty stored line (LF, or CR LF). */
 static unsigned
 ref_received(const char *s, size_t n)
 {
@@ -64,7 +64,7 @@ ref_received(const char *s, size_t n)
 		const char *lf = memchr(s + i, '\n', n - i);
 		size_t len = lf ? (size_t)(lf - (s + i)) : n - i;
 
-		if (len == 0 && lf != NULL)
+		if (lf != NULL && (len == 0 || (len == 1 && s[i] == '\r')))
 			break;			/* the empty line ends the header */
 		if (len >= 9 && strncasecmp(s + i, "received:", 9) == 0)
 			count++;

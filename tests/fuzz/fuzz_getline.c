@@ -135,6 +135,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (raw > max) {
 			if (st != IO_LONG)
 				fail("a long line is not IO_LONG");
+			if (len != max || memcmp(line, data + pos, max) != 0 ||
+			    line[max] != '\0')
+				fail("a long line's first octets are not kept");
 		} else {
 			size_t want = raw - 1;
 

@@ -89,6 +89,7 @@ dp_config() {
 	{
 		cat "$MS_REPO/etc/mailslot.conf"
 		echo "hostname = mx.test"
+		echo "domains = mx.test"
 		printf '%s\n' "$@"
 	} >"$DP_ROOT/etc/mailslot/mailslot.conf"
 }
