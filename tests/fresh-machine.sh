@@ -175,7 +175,7 @@ mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
 mounted+=("$root/run")
 mkdir -m 1777 "$root/run/lock"
 
-git -c safe.directory="$repo" clone -q --no-hardlinks "$repo" "$root/srv/mailslot"
+git -c safe.directory="$repo" -c advice.detachedHead=false clone -q --no-hardlinks "$repo" "$root/srv/mailslot"
 say "cloned $(git -C "$root/srv/mailslot" log -1 --format='%h %s')"
 
 inchroot() {
