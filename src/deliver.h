@@ -1,12 +1,15 @@
 /*
  * deliver.h: one accepted message to all its targets, all or nothing.
  *
- * The message streams into one file (the first Maildir's copy, or an
- * unnamed spool file when no Maildir is a target).  At the end every other
- * copy gets its own trace headers and the body copied in the kernel; all
- * are fsynced in tmp/, forwards must succeed, and only then are the copies
- * linked into their new/ directories.  A failure before that leaves no
- * copy in any new/.
+ * The message streams into one file (the first Maildir's, or an unnamed
+ * spool file when no Maildir is a target), which every Maildir on the same
+ * mount shares: it is hard-linked into each new/.  A Maildir on another
+ * mount (link() gives EXDEV) gets a file of its own at the end, with its
+ * trace and the body copied in the kernel.  A file names its recipient
+ * (Delivered-To, "for") only when it is for exactly one.  All files are
+ * fsynced, quotas checked, forwards must succeed, and only then are the
+ * links made into the new/ directories.  A failure before that leaves
+ * nothing in any new/; one after takes every link back.
  */
 #ifndef MAILSLOT_DELIVER_H
 #define MAILSLOT_DELIVER_H
