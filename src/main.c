@@ -26,6 +26,7 @@
 #include "io.h"
 #include "log.h"
 #include "maildir.h"
+#include "milter.h"
 #include "sd.h"
 #include "smtp.h"
 #include "tls.h"
@@ -181,11 +182,12 @@ static int
 check_access(const struct config *c, FILE *err)
 {
 	return conf_program_ok("forward_command", c->forward_command, err) +
+	    conf_program_ok("filter_command", c->filter_command, err) +
 	    conf_check_maildir(c, err);
 }
 
 /*
- * -t: whether forward_command can be run and the catch-all Maildir written
+ * -t: whether forward_command and filter_command can be run and the catch-all Maildir written
  * or created, judged as the account that would do it.  Started as root
  * with `user`, a child becomes that account (as a connection would) and
  * checks; root itself could write anywhere.  Returns the number of
@@ -292,6 +294,7 @@ main(int argc, char *argv[], char *envp[])
 		if (ch == 'o')
 			nproblems += conf_override(&conf, optarg, problems);
 	nproblems += conf_finish(&conf, problems);
+	nproblems += milter_check(conf.milters, problems);
 	if (nproblems == 0)
 		router = router_new(&conf, problems, &nproblems);
 	if (!quota_valid(conf.quota)) {

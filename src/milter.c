@@ -1071,6 +1071,31 @@ milter_spec_ok(const char *spec)
 	return spec_addr(spec, &ss, &len) == 0;
 }
 
+int
+milter_check(const char *milters, FILE *err)
+{
+	int problems = 0;
+
+	while (*milters != '\0') {
+		size_t n = strcspn(milters, " \t,");
+
+		if (n > 0) {
+			char *spec = strndup(milters, n);
+
+			if (spec == NULL || !milter_spec_ok(spec)) {
+				fprintf(err, "mailslot: milters: \"%.*s\" is not unix:/absolute/path, "
+				    "inet:IPV4:PORT or inet6:[IPV6]:PORT (no names: mailslot does "
+				    "no DNS)\n", (int)(n > 200 ? 200 : n), milters);
+				problems++;
+			}
+			free(spec);
+		}
+		milters += n;
+		milters += strspn(milters, " \t,");
+	}
+	return problems;
+}
+
 /* Connect (non-blocking, within milter_timeout) and negotiate. */
 static void
 milter_start(struct milters *ms, struct milter *m)

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "conf.h"
 #include "verdict.h"
@@ -68,8 +69,14 @@ void milter_abort(struct milters *);
 /* The end of the connection: SMFIC_QUIT, close, free. */
 void milter_close(struct milters *);
 
-/* Is `spec` a milter address mailslot can use?  (for -t) */
+/* Is `spec` a milter address mailslot can use? */
 bool milter_spec_ok(const char *spec);
+
+/*
+ * Every entry of the `milters` key checked (a configuration error, for -t
+ * and the 421 4.3.5 at connect): the number of bad ones, each named on err.
+ */
+int milter_check(const char *milters, FILE *err);
 
 /*
  * For tests/fuzz/fuzz_milter.c: parse `len` octets as the packets a milter
