@@ -448,6 +448,8 @@ delivery_abort(struct delivery *d)
 
 /* ---- forwards ------------------------------------------------------------ */
 
+static size_t received_at(const char *, size_t);
+
 /* Write all of `buf`, then `len` octets of `fd` from `off`, into a non-blocking pipe. */
 static int
 feed(int out, const char *buf, size_t blen, int fd, off_t off, uint64_t len, int timeout)
@@ -490,7 +492,7 @@ forward(struct delivery *d, const struct fwd *f)
 	const char *rcpt = d->who[f->who].rcpt;
 	char *words = strdup(c->forward_command), *save = NULL, **argv;
 	char *head, e[LOG_QUOTED(ADDR_MAX_PATH + 2)];
-	size_t argc = 0, max = f->nto + 8, hn;
+	size_t argc = 0, max = f->nto + 8, hn, split;
 	int fds[2], status = 0;
 	bool fed;
 	pid_t pid;
@@ -537,9 +539,16 @@ forward(struct delivery *d, const struct fwd *f)
 	}
 	fcntl(fds[1], F_SETFL, O_NONBLOCK);
 	head = headers(d, false, &rcpt, 1, &hn);
-	/* A program that did not take the whole message did not take it. */
-	fed = head != NULL && feed(fds[1], head, hn, p->fd, (off_t)p->mark,
-	    p->octets - p->mark, (int)c->data_timeout) == 0;
+	/*
+	 * A program that did not take the whole message did not take it.
+	 * The fields a filter put above the Received field (d->at, zero
+	 * without filters) go just above it here too, as in a stored copy.
+	 */
+	split = head != NULL ? received_at(head, hn) : 0;
+	fed = head != NULL && feed(fds[1], head, split, p->fd, (off_t)p->mark,
+	    d->at.octets, (int)c->data_timeout) == 0 &&
+	    feed(fds[1], head + split, hn - split, p->fd, (off_t)(p->mark + d->at.octets),
+	    p->octets - p->mark - d->at.octets, (int)c->data_timeout) == 0;
 	if (!fed)
 		log_msg(LOG_ERR, "event=error op=forward error=\"cannot feed forward_command\"");
 	free(head);

@@ -1742,6 +1742,13 @@ milter_message(struct milters *ms, size_t i, int fd, uint64_t off, uint64_t end,
 	v = message_to(ms, m, r, off, binary, ed, vr);
 	free(r);
 	m->in_msg = false;
+	/*
+	 * A milter that failed partway (closed, timed out, broke the protocol
+	 * after some changes) gets none of them applied: all or nothing per
+	 * milter, whatever milter_default_action then decides.
+	 */
+	if (m->st != MS_OK)
+		edits_free(ed);
 	if (v == VD_DISCARD && ed->reason[0] == '\0')
 		snprintf(ed->reason, sizeof(ed->reason), "discarded by %s", m->spec);
 done:

@@ -32,7 +32,7 @@ setup_file() {
 	echo $! >"$MT_DIR/raw.pid"
 	# Bounded wait for every socket.
 	local i s
-	for s in one two nr silent close garbage; do
+	for s in one two nr silent close garbage partial; do
 		for i in $(seq 1 100); do
 			[ -S "$MT_DIR/$s.sock" ] || [ -S "$MT_DIR/$s" ] && break
 			sleep 0.1
@@ -260,6 +260,24 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	grep -q 'error="bad reply code"' "$MS_DIR/log"
 }
 
+@test "a milter that fails after some changes: none of them is applied" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/partial" -o milter_default_action=accept)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	grep -q 'milter=unix:.*/partial error="closed by the milter" action=accept' "$MS_DIR/log"
+	run stored
+	assert_output --partial 'Return-Path: <a@b.example>'
+	assert_output --partial 'Subject: x'
+	refute_output --partial 'X-Partial'
+	refute_output --partial 'partial@example.net'
+	# tempfail (the default): refused, nothing stored
+	rm -f "$MS_MAILDIR"/new/*
+	MS_OPTS+=(-o milter_default_action=tempfail)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	assert_equal "$(ms_new_count)" 0
+}
+
 @test "two milters, in order: the first refusal wins, the second is not asked" {
 	MS_OPTS+=(-o "milters=$ONE $TWO")
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
@@ -313,6 +331,72 @@ X-Test-Id: t$BATS_TEST_NUMBER
 X-Mode: ins0
 
 b"
+}
+
+@test "changes: an insert at index 0 goes above Received in a forwarded copy too" {
+	printf '#!/bin/sh\ncat >"%s"\n' "$MS_DIR/fwd.stdin" >"$MS_DIR/fwd"
+	chmod 755 "$MS_DIR/fwd"
+	printf 'fw: bob, someone@remote.example\n' >"$MS_DIR/aliases"
+	MS_OPTS+=(-o "aliases=$MS_DIR/aliases" -o "forward_command=$MS_DIR/fwd")
+	send_msg a@b.example fw@example.org 'X-Mode: ins0\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	run sed -E 's/ id [0-9]+\.[0-9A-Z.]+$/ id ID/' "$MS_DIR/fwd.stdin"
+	run ms_normalize_msg <<<"$output"
+	assert_output "Delivered-To: fw@example.org
+X-Ins0: at index 0
+Received: from c.example (unknown)
+	by mx.test (mailslot) with ESMTP id ID
+	for <fw@example.org>; DATE
+X-Test-Id: t$BATS_TEST_NUMBER
+X-Mode: ins0
+
+b"
+	run stored
+	assert_output --partial "$(printf 'Delivered-To: fw@example.org\nX-Ins0: at index 0\nReceived: ')"
+}
+
+# assert_binary_sizes FILE: S= the file's size, W= that plus one for every
+# LF without a CR before it (stored as sent under BINARYMIME).
+assert_binary_sizes() {
+	local name=${1##*/} want
+	[[ $name =~ ,S=([0-9]+),W=([0-9]+)$ ]] || fail "no S= and W= in $name"
+	want=$("$PY" - "$1" <<-'EOF'
+	import sys
+	d = open(sys.argv[1], "rb").read()
+	print(len(d), len(d) + sum(1 for i, b in enumerate(d) if b == 10 and (i == 0 or d[i - 1] != 13)))
+	EOF
+	)
+	assert_equal "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}" "$want"
+}
+
+@test "changes: header edits and a new body under BINARYMIME: stored as sent, W= right" {
+	local hdr body mode n opts
+	TID=t$BATS_TEST_NUMBER
+	printf '#!/bin/sh\ncat >/dev/null\necho "X-Filtered: yes"\n' >"$MS_DIR/flt"
+	chmod 755 "$MS_DIR/flt"
+	local base=("${MS_OPTS[@]}")
+	# one milter; then two and the filter command, each editing the last one's result
+	for opts in "milters=$ONE" "milters=$ONE $TWO|filter_command=$MS_DIR/flt"; do
+		MS_OPTS=("${base[@]}")
+		IFS='|' read -ra kv <<<"$opts"
+		for k in "${kv[@]}"; do MS_OPTS+=(-o "$k"); done
+		for mode in 'add ins1 chg del' 'order body' 'del' 'bodycr' 'ins0 chg body'; do
+			rm -f "$MS_MAILDIR"/new/*
+			# CRLF and bare-LF lines in the header and the body, a bare CR
+			# too; the empty line a bare LF (after a new body ending in a
+			# lone CR)
+			hdr="X-Test-Id: $TID\r\nX-Mode: $mode\r\nSubject: old\nX-Remove: gone\r\n\tfolded\n\n"
+			body="a\nb\r\nc\rd\r\n\n"
+			n=$(printf "$hdr$body" | wc -c)
+			run smtp_pipe "EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\nRCPT TO:<bob@example.org>\r\nBDAT $n LAST\r\n$hdr${body}QUIT\r\n"
+			assert_line --partial "250 2.0.0 queued as"
+			assert_binary_sizes "$(ms_new_file)"
+		done
+	done
+	run grep -c '^X-Filtered: yes$' "$(ms_new_file)"
+	assert_output 1
+	run grep -c 'new body line' "$(ms_new_file)"
+	assert_output 2
 }
 
 @test "changes: the body replaced, in two pieces, stored with LF" {
