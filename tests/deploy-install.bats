@@ -44,6 +44,7 @@ stage_make() {
 	644 ./usr/share/doc/mailslot/README
 	644 ./usr/share/doc/mailslot/contrib/README
 	644 ./usr/share/doc/mailslot/contrib/inetd.conf
+	755 ./usr/share/doc/mailslot/contrib/mailslot-spamc
 	755 ./usr/share/doc/mailslot/contrib/s6/run
 	755 ./usr/share/doc/mailslot/contrib/tcpserver/log-run
 	755 ./usr/share/doc/mailslot/contrib/tcpserver/run
