@@ -1155,14 +1155,11 @@ refusal(enum verdict v)
 }
 
 struct milters *
-milter_open(const struct config *conf, const struct peer *peer, int fd,
-    enum verdict *vd, struct vreply *vr)
+milter_open(const struct config *conf, const struct peer *peer, enum verdict *vd,
+    struct vreply *vr)
 {
 	struct milters *ms;
 	const char *p = conf->milters;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	const char *env;
 
 	*vd = VD_CONTINUE;
 	memset(vr, 0, sizeof(*vr));
@@ -1202,15 +1199,8 @@ milter_open(const struct config *conf, const struct peer *peer, int fd,
 			ms->family = '6';
 		}
 		strlcpy(ms->client_addr, ip, sizeof(ms->client_addr));
-		if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-		    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
-			snprintf(ms->client_port, sizeof(ms->client_port), "%u",
-			    ntohs(ss.ss_family == AF_INET ?
-			    ((struct sockaddr_in *)&ss)->sin_port :
-			    ((struct sockaddr_in6 *)&ss)->sin6_port));
-		else if ((env = getenv("TCPREMOTEPORT")) != NULL && strlen(env) < 6 &&
-		    strspn(env, "0123456789") == strlen(env))
-			strlcpy(ms->client_port, env, sizeof(ms->client_port));
+		/* The peer's own port: the proxied client's behind a PROXY header. */
+		strlcpy(ms->client_port, peer->port, sizeof(ms->client_port));
 	}
 	if (ms->client_port[0] == '\0')
 		strlcpy(ms->client_port, "0", sizeof(ms->client_port));

@@ -25,11 +25,12 @@ struct peer;
 
 /*
  * Connect to every milter, negotiate, and send the connection (family
- * `U`nknown when the peer address is unknown, a pipe).  `fd` is the
- * client's socket (for {client_port}).  NULL when no milter is
- * configured; else *vd and *vr say what the connection stage decided.
+ * `U`nknown when the peer address is unknown, a pipe; {client_addr} and
+ * {client_port} from `peer`, the proxied client behind a PROXY header).
+ * NULL when no milter is configured; else *vd and *vr say what the
+ * connection stage decided.
  */
-struct milters *milter_open(const struct config *, const struct peer *, int fd,
+struct milters *milter_open(const struct config *, const struct peer *,
     enum verdict *vd, struct vreply *vr);
 
 /* STARTTLS is done: {tls_version} and {cipher} from tls_describe(). */

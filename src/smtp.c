@@ -1523,7 +1523,7 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	reply_line(&s, conf->accept_mail ? RP_GREETING : RP_GREETING_NO_MAIL, false, NULL);
 	/* A connect refusal answers every MAIL (milter.c keeps it). */
 	if (conf->accept_mail)
-		s.milt = milter_open(conf, peer, io->rfd, &(enum verdict){ 0 },
+		s.milt = milter_open(conf, peer, &(enum verdict){ 0 },
 		    &(struct vreply){ 0 });
 
 	while (!s.done) {

@@ -108,6 +108,10 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	TCPREMOTEIP=198.51.100.7 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	run seen one 'r["connect"][2] + " " + r["macros"]["{client_addr}"]'
 	assert_output "('198.51.100.7', 0) 198.51.100.7"
+	# the port the launcher (or a PROXY header) gave for the peer
+	TCPREMOTEIP=198.51.100.7 TCPREMOTEPORT=40123 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	run seen one 'r["connect"][2] + " " + r["macros"]["{client_port}"]'
+	assert_output "('198.51.100.7', 40123) 40123"
 }
 
 @test "helo: reject, tempfail and a custom two-line reply answer MAIL" {
