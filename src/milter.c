@@ -922,6 +922,14 @@ macro(const struct milters *ms, const char *name, size_t n)
 			/* TLS macros exist only once STARTTLS is done. */
 			if ((tab[i].off == 12 || tab[i].off == 13) && *v == '\0')
 				return NULL;
+			/*
+			 * mailslot has no AUTH: {auth_authen} is never sent, as
+			 * Postfix sends it only after SASL.  An empty one is
+			 * not "unauthenticated" to every milter: rspamd takes it
+			 * as a login (auth=pass, and its headers skipped).
+			 */
+			if (tab[i].off == 11 && *v == '\0')
+				return NULL;
 			if (tab[i].off == 8 && *v == '\0')
 				return NULL;
 			return v;

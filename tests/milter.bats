@@ -204,10 +204,14 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	for m in '"j": "mx.test"' '"{daemon_name}": "mailslot"' '"v": "mailslot ' \
 	    '"_": "unknown [198.51.100.7]"' '"{client_addr}": "198.51.100.7"' \
 	    '"{client_port}": "0"' '"{client_name}": "unknown"' '"{client_ptr}": "unknown"' \
-	    "\"i\": \"$id\"" '"{mail_addr}": "a@b.example"' '"{rcpt_addr}": "bob@example.org"' \
-	    '"{auth_authen}": ""'; do
+	    "\"i\": \"$id\"" '"{mail_addr}": "a@b.example"' '"{rcpt_addr}": "bob@example.org"'; do
 		assert_output --partial "$m"
 	done
+	# no AUTH, no {auth_authen}: an empty one reads as a login to rspamd
+	refute_output --partial '{auth_authen}'
+	run seen one '" ".join(r["seen"]["mail"])'
+	assert_output --partial '{mail_addr}'
+	refute_output --partial '{auth_authen}'
 	run seen one '" ".join(r["seen"]["connect"])'
 	assert_output --partial '{client_addr}'
 }
