@@ -184,10 +184,10 @@ run:
 
 # The benchmark (bench/, BENCHMARKS.md), not part of check: make bench,
 # or make bench BENCH_QUICK=1 for small N.  Needs systemd and valgrind.
-BENCH_PROGS  = bench/smtpload bench/floor bench/rsswrap
+BENCH_PROGS  = bench/smtpload bench/floor bench/rsswrap bench/noopmilter
 BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(CFLAGS) $(CPPFLAGS)
 
-bench/smtpload: bench/smtpload.c
+bench/smtpload bench/noopmilter: bench/%: bench/%.c
 	$(CC) $(BENCH_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lpthread
 
 bench/floor bench/rsswrap: bench/%: bench/%.c
