@@ -33,6 +33,7 @@ struct key {
 
 static const char *const line_ending_names[] = { "auto", "crlf", "strict", "lf", NULL };
 static const char *const milter_action_names[] = { "tempfail", "accept", "reject", NULL };
+static const char *const protocol_names[] = { "smtp", "lmtp", NULL };
 
 #define K(n, t) #n, t, offsetof(struct config, n)
 static const struct key keys[] = {
@@ -66,6 +67,7 @@ static const struct key keys[] = {
 	{ K(milter_default_action, T_ENUM), "tempfail", 0, 0, milter_action_names },
 	{ K(filter_command, T_STRING),	"",	0, 0, NULL },
 	{ K(filter_timeout, T_INT),	"60",	1, 3600, NULL },
+	{ K(protocol, T_ENUM),		"smtp",	0, 0, protocol_names },
 };
 #undef K
 

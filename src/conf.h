@@ -13,6 +13,9 @@ enum line_endings {
 	LE_LF,		/* a bare LF ends lines, and LF "." LF ends the data */
 };
 
+/* What the session speaks: SMTP, or LMTP (RFC 2033) behind an MTA. */
+enum protocol { PROTO_SMTP, PROTO_LMTP };
+
 /* What a milter that cannot be reached or breaks the protocol gives. */
 enum milter_action { MA_TEMPFAIL, MA_ACCEPT, MA_REJECT };
 
@@ -47,6 +50,7 @@ struct config {
 	int		 milter_default_action;	/* enum milter_action */
 	char		*filter_command;	/* "" none; words, no shell */
 	long long	 filter_timeout;
+	int		 protocol;	/* enum protocol */
 };
 
 /* Is any filter (milter or filter command) configured?  (verdict.h) */
