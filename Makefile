@@ -4,7 +4,7 @@
 PROG	= src/mailslot
 SRCS	= src/main.c src/conf.c src/smtp.c src/addr.c src/io.c src/data.c \
 	  src/route.c src/deliver.c src/header.c src/verdict.c src/edit.c src/filter.c src/milter.c \
-	  src/maildir.c src/fsync.c src/log.c src/sd.c
+	  src/maildir.c src/fsync.c src/log.c src/sd.c src/proxy.c
 OBJS	= $(SRCS:.c=.o)
 HDRS	= $(wildcard src/*.h)
 
@@ -98,6 +98,9 @@ TEST_DEPS += dovecot-core strace util-linux
 # tests/filter-command.bats: SpamAssassin's spamd and spamc.
 TEST_DEPS += spamassassin spamc spamd
 
+# tests/proxy-haproxy.bats: two mailslot hosts behind a real HAProxy.
+TEST_DEPS += haproxy
+
 # Installation.  No root needed with DESTDIR (a staging tree).  The binary
 # reads /etc/mailslot/mailslot.conf by default; with another SYSCONFDIR the
 # installed service passes -f.
@@ -111,7 +114,7 @@ SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
 TMPFILESDIR = $(PREFIX)/lib/tmpfiles.d
 INSTALL	= install
 MANPAGES = man/mailslot.8 man/mailslot.conf.5
-CONTRIB	= contrib/README contrib/inetd.conf contrib/xinetd.mailslot
+CONTRIB	= contrib/README contrib/inetd.conf contrib/xinetd.mailslot contrib/haproxy.cfg
 CONF_ARG = $(if $(filter /etc,$(SYSCONFDIR)),, -f $(SYSCONFDIR)/mailslot/mailslot.conf)
 
 install: all

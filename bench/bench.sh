@@ -46,6 +46,7 @@ cp "$MAILSLOT" "$work/mailslot.bin"
 MAILSLOT=$work/mailslot.bin
 lpid=
 cleanup() {
+	[ -z "${hpid:-}" ] || { kill "$hpid" 2>/dev/null || true; wait "$hpid" 2>/dev/null || true; }
 	if [ -n "$lpid" ]; then
 		kill "$lpid" 2>/dev/null || true
 		wait "$lpid" 2>/dev/null || true
@@ -207,6 +208,83 @@ for w in i ii iii iv; do
 		run "$w" "$prog" rss "$n" "$work/rss.$w.$prog"
 	done
 done
+
+# (v) workload (ii) through HAProxy (send-proxy-v2, proxy_from) against the
+# same mailslot reached directly, interleaved: the balancer's cost per
+# message (tests/proxy-haproxy.bats runs the same layout for correctness).
+hpid=
+hstop() {
+	if [ -n "$hpid" ]; then
+		kill "$hpid" 2>/dev/null || true
+		wait "$hpid" 2>/dev/null || true
+		hpid=
+	fi
+}
+run_px() {
+	_how=$1 _tag=$2
+	dir=$work/runs/v.$_how.$_tag
+	mkdir -p "$dir"
+	maildir "$dir/md"
+	sync
+	launch "$MAILSLOT" -f "$work/mailslot.conf" -o "maildir=$dir/md" -o proxy_from=127.0.0.1
+	lport=$port
+	if [ "$_how" = haproxy ]; then
+		port=$((port + 1))
+		cat >"$work/haproxy.cfg" <<-EOF
+		global
+		    maxconn 512
+		defaults
+		    mode tcp
+		    timeout connect 5s
+		    timeout client 60s
+		    timeout server 60s
+		frontend smtp
+		    bind 127.0.0.1:$port
+		    default_backend mailslot
+		backend mailslot
+		    server m 127.0.0.1:$lport send-proxy-v2
+		EOF
+		haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+		hpid=$!
+		_i=0
+		until python3 -c 'import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$port" 2>/dev/null; do
+			_i=$((_i + 1))
+			if [ $_i -ge 100 ] || ! kill -0 "$hpid" 2>/dev/null; then
+				say "haproxy did not start:"
+				cat "$work/haproxy.log" >&2
+				hstop
+				stop
+				return
+			fi
+			sleep 0.05
+		done
+	else
+		# Direct: the same mailslot, which trusts no one at this address.
+		stop
+		launch "$MAILSLOT" -f "$work/mailslot.conf" -o "maildir=$dir/md"
+	fi
+	# shellcheck disable=SC2046
+	if ! "$LOAD" -p "$port" $(load_args ii) -M "$dir/md" -T "$LIMIT" -l "v/$_how/$_tag" \
+	    >"$work/load.out" 2>"$work/load.err"; then
+		cat "$work/load.err" >&2
+	fi
+	hstop
+	stop
+	grep -v '^RESULT' "$work/load.out" >&2 || true
+	res=$(grep '^RESULT' "$work/load.out" || echo "RESULT valid=no failed=all")
+	echo "v $_how $_tag ${res#RESULT }" >>"$work/results"
+}
+if command -v haproxy >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
+	r=1
+	while [ $r -le "$ROUNDS" ]; do
+		run_px haproxy "round$r"
+		run_px direct "round$r"
+		r=$((r + 1))
+	done
+else
+	say "(v) skipped: haproxy or python3 is missing"
+fi
 
 # Instructions: one 4 KiB session (and one with 10 recipients) over a pipe.
 "$LOAD" --script -s 4096 -r 1 >"$work/session1.txt"

@@ -1,7 +1,8 @@
 /*
  * smtpload.c: the benchmark's SMTP load generator (BENCHMARKS.md).
  *
- * N sessions, C at a time (one thread each), against 127.0.0.1:PORT:
+ * N sessions, C at a time (one thread each), against 127.0.0.1:PORT (-a
+ * another address, -b from a given local address):
  * connect, EHLO, MAIL, RCPT x k, DATA with a message of S octets, QUIT,
  * every reply code checked, each reply awaited before the next command
  * (-P pipelines MAIL, RCPT and DATA as RFC 2920 allows).  It prints
@@ -47,13 +48,14 @@
 #define CHUNK		(64 * 1024)
 
 static const char usage[] =
-    "usage: smtpload -p port [-a addr] [-n sessions] [-c concurrency] [-r rcpts]\n"
+    "usage: smtpload -p port [-a addr] [-b from] [-n sessions] [-c concurrency] [-r rcpts]\n"
     "                [-s size] [-P] [-t reply-timeout] [-T run-limit] [-l label]\n"
     "                [-M maildir]... [-B dir]\n"
     "       smtpload --script [-s size] [-r rcpts]\n";
 
 static struct {
 	struct sockaddr_in sa;
+	struct sockaddr_in from;	/* -b: the address to connect from */
 	long		 sessions, conc, rcpts, size;
 	bool		 pipelining;
 	int		 timeout, limit;
@@ -301,6 +303,12 @@ dial(long n)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (opt.from.sin_family == AF_INET &&
+	    bind(fd, (struct sockaddr *)&opt.from, sizeof(opt.from)) == -1) {
+		fail(n, "bind: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
 	if (connect(fd, (struct sockaddr *)&opt.sa, sizeof(opt.sa)) == -1) {
 		fail(n, "connect: %s", strerror(errno));
 		close(fd);
@@ -527,8 +535,15 @@ main(int argc, char *argv[])
 	}
 	opt.sa.sin_family = AF_INET;
 	opt.sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	while ((ch = getopt(argc, argv, "a:B:c:l:M:n:p:Pr:s:t:T:")) != -1) {
+	while ((ch = getopt(argc, argv, "a:b:B:c:l:M:n:p:Pr:s:t:T:")) != -1) {
 		switch (ch) {
+		case 'b':
+			if (inet_pton(AF_INET, optarg, &opt.from.sin_addr) != 1) {
+				fprintf(stderr, "smtpload: %s: not an IPv4 address\n", optarg);
+				return 64;
+			}
+			opt.from.sin_family = AF_INET;
+			break;
 		case 'a':
 			if (inet_pton(AF_INET, optarg, &opt.sa.sin_addr) != 1) {
 				fprintf(stderr, "smtpload: %s: not an IPv4 address\n", optarg);

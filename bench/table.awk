@@ -37,7 +37,7 @@ function fmt(v, f) {
 	next
 }
 
-/^[a-z0-9]+=/ && !/^(i|ii|iii|iv) / {
+/^[a-z0-9]+=/ && !/^(i|ii|iii|iv|v) / {
 	for (i = 1; i <= NF; i++) {
 		split($i, kv, "=")
 		hdr[kv[1]] = kv[2]
@@ -129,6 +129,12 @@ END {
 	r10 = (hdr["im10"] + 0 > 0 && hdr["if10"] + 0 > 0) ? hdr["im10"] / hdr["if10"] : ""
 	printf "%-36s %-6s %9s %9s %6s %-13s\n", "instructions, 4 KiB session, 10 rcpt", "Minstr",
 	    fmt(hdr["im10"] / 1e6, "%.3f"), fmt(hdr["if10"] / 1e6, "%.3f"), fmt(r10, "%.2f"), " -"
+	h = median(val["v", "haproxy"]); d = median(val["v", "direct"])
+	if (h != "" || d != "")
+		printf "%-36s %-6s %9s %9s %6s  per message: %s us more through HAProxy\n",
+		    sprintf("(v)   %d x 4 KiB, c=8, HAProxy/direct", hdr["n2"]), "msgs/s",
+		    fmt(h, "%.1f"), fmt(d, "%.1f"), fmt(d + 0 > 0 ? h / d : "", "%.2f"),
+		    (h + 0 > 0 && d + 0 > 0) ? sprintf("%.1f", 1e6 / h - 1e6 / d) : "-"
 	printf "\nload runs: %d; failed sessions %d; messages lost %d, duplicated %d, stray %d; " \
 	    "sessions with a bad exit: %d; RSS passes with a bad exit: %d\n",
 	    runs, failed, lost, dup, stray, badexit + 0, rssbad + 0

@@ -67,6 +67,8 @@ static const struct key keys[] = {
 	{ K(milter_default_action, T_ENUM), "tempfail", 0, 0, milter_action_names },
 	{ K(filter_command, T_STRING),	"",	0, 0, NULL },
 	{ K(filter_timeout, T_INT),	"60",	1, 3600, NULL },
+	{ K(proxy_from, T_STRING),	"",	0, 0, NULL },
+	{ K(proxy_timeout, T_INT),	"5",	1, 3600, NULL },
 	{ K(protocol, T_ENUM),		"smtp",	0, 0, protocol_names },
 };
 #undef K

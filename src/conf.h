@@ -50,6 +50,8 @@ struct config {
 	int		 milter_default_action;	/* enum milter_action */
 	char		*filter_command;	/* "" none; words, no shell */
 	long long	 filter_timeout;
+	char		*proxy_from;	/* trusted balancers, "" none (src/proxy.c) */
+	long long	 proxy_timeout;
 	int		 protocol;	/* enum protocol */
 };
 

@@ -194,15 +194,22 @@ fill(struct io *io, long long deadline)
 
 	if ((st = flush_until(io, now_ms() + io->write_timeout * 1000LL)) != IO_OK)
 		return st;
-	io->ipos = io->iend = 0;
+	/* What is still unread (io_more() only) moves to the front. */
+	if (io->ipos > 0) {
+		memmove(io->in, io->in + io->ipos, io->iend - io->ipos);
+		io->iend -= io->ipos;
+		io->ipos = 0;
+	}
+	if (io->iend == sizeof(io->in))
+		return IO_LONG;
 	for (;;) {
 		ssize_t n;
 
 		if (!ready && (st = wait_fd(io->rfd, POLLIN, deadline)) != IO_OK)
 			return st;
-		n = io->t->read(io->tctx, io->rfd, io->in, sizeof(io->in));
+		n = io->t->read(io->tctx, io->rfd, io->in + io->iend, sizeof(io->in) - io->iend);
 		if (n > 0) {
-			io->iend = (size_t)n;
+			io->iend += (size_t)n;
 			return IO_OK;
 		}
 		if (n == 0)
@@ -226,6 +233,12 @@ io_fill(struct io *io, int timeout)
 	if (io_avail(io) > 0)
 		return IO_OK;
 	return fill(io, now_ms() + timeout * 1000LL);
+}
+
+enum io_status
+io_more(struct io *io, int timeout_ms)
+{
+	return fill(io, now_ms() + timeout_ms);
 }
 
 enum io_status

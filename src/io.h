@@ -71,6 +71,13 @@ enum io_status io_getline(struct io *, char *line, size_t max, size_t *len,
 /* Make input available (waiting at most `timeout` seconds if there is none). */
 enum io_status io_fill(struct io *, int timeout);
 
+/*
+ * Read more input after what is buffered and unread (which is kept),
+ * waiting at most `timeout_ms`; IO_LONG when the buffer is full.  For a
+ * prefix read in pieces (src/proxy.c), before the session starts.
+ */
+enum io_status io_more(struct io *, int timeout_ms);
+
 static inline size_t io_avail(const struct io *io) { return io->iend - io->ipos; }
 static inline const char *io_peek(const struct io *io) { return io->in + io->ipos; }
 static inline void io_consume(struct io *io, size_t n) { io->ipos += n; }

@@ -26,6 +26,7 @@
 #include "io.h"
 #include "log.h"
 #include "maildir.h"
+#include "proxy.h"
 #include "sd.h"
 #include "smtp.h"
 #include "tls.h"
@@ -103,6 +104,26 @@ signals(void)
 	sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* The peer's address as Received writes it ("IPv6:" before an IPv6 one), and its port. */
+static void
+peer_set(struct peer *p, int family, const void *addr, unsigned port)
+{
+	char buf[INET6_ADDRSTRLEN];
+	const unsigned char *a = addr;
+
+	if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
+		family = AF_INET;
+		a += 12;
+	}
+	if (inet_ntop(family, a, buf, sizeof(buf)) == NULL)
+		return;
+	if (family == AF_INET)
+		strlcpy(p->ip, buf, sizeof(p->ip));
+	else
+		snprintf(p->ip, sizeof(p->ip), "IPv6:%s", buf);
+	snprintf(p->port, sizeof(p->port), "%u", port);
+}
+
 /* The peer: the socket itself, else what the launcher says, else unknown. */
 static void
 find_peer(int fd, struct peer *p)
@@ -110,25 +131,18 @@ find_peer(int fd, struct peer *p)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	const char *env;
-	char buf[INET6_ADDRSTRLEN];
 	unsigned char bin[sizeof(struct in6_addr)];
 
 	memset(p, 0, sizeof(*p));
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
-			strlcpy(p->ip, buf, sizeof(p->ip));
+
+			peer_set(p, AF_INET, &sin->sin_addr, ntohs(sin->sin_port));
 		} else if (ss.ss_family == AF_INET6) {
 			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 
-			if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-				inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf, sizeof(buf));
-				strlcpy(p->ip, buf, sizeof(p->ip));
-			} else {
-				inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
-				snprintf(p->ip, sizeof(p->ip), "IPv6:%s", buf);
-			}
+			peer_set(p, AF_INET6, &sin6->sin6_addr, ntohs(sin6->sin6_port));
 		}
 	}
 	if (p->ip[0] == '\0' && ((env = getenv("TCPREMOTEIP")) != NULL ||
@@ -137,10 +151,93 @@ find_peer(int fd, struct peer *p)
 			strlcpy(p->ip, env, sizeof(p->ip));
 		else if (inet_pton(AF_INET6, env, bin) == 1)
 			snprintf(p->ip, sizeof(p->ip), "IPv6:%s", env);
+		if (p->ip[0] != '\0' && (env = getenv("TCPREMOTEPORT")) != NULL) {
+			const char *errstr = NULL;
+			long long port = strtonum(env, 0, 65535, &errstr);
+
+			if (errstr == NULL)
+				snprintf(p->port, sizeof(p->port), "%lld", port);
+		}
 	}
 	/* A name the launcher looked up; mailslot itself does no DNS. */
 	if ((env = getenv("TCPREMOTEHOST")) != NULL && addr_domain_ok(env, strlen(env)))
 		strlcpy(p->host, env, sizeof(p->host));
+}
+
+/* The UCSPI variables a child (forward_command) inherits name the proxied ends. */
+static void
+proxy_env(const struct proxy_hdr *h)
+{
+	char buf[INET6_ADDRSTRLEN], port[8];
+	struct peer local = { 0 };
+
+	unsetenv("TCPREMOTEHOST");	/* the launcher's name for the balancer */
+	unsetenv("TCPREMOTEINFO");
+	unsetenv("REMOTE_ADDR");
+	if (h->kind != PROXY_PEER) {
+		unsetenv("TCPREMOTEIP");
+		unsetenv("TCPREMOTEPORT");
+		unsetenv("TCPLOCALIP");
+		unsetenv("TCPLOCALPORT");
+		return;
+	}
+	peer_set(&local, h->family, h->src, h->sport);
+	strlcpy(buf, local.ip + (strncmp(local.ip, "IPv6:", 5) == 0 ? 5 : 0), sizeof(buf));
+	setenv("TCPREMOTEIP", buf, 1);
+	setenv("TCPREMOTEPORT", local.port, 1);
+	memset(&local, 0, sizeof(local));
+	peer_set(&local, h->family, h->dst, h->dport);
+	strlcpy(buf, local.ip + (strncmp(local.ip, "IPv6:", 5) == 0 ? 5 : 0), sizeof(buf));
+	setenv("TCPLOCALIP", buf, 1);
+	snprintf(port, sizeof(port), "%u", h->dport);
+	setenv("TCPLOCALPORT", port, 1);
+}
+
+/*
+ * A connection from a trusted balancer (proxy_from) starts with a PROXY
+ * header, whose source is then the peer everywhere: Received, the log, the
+ * children's environment; its destination is the address the client
+ * reached (address literals).  Without a valid header in proxy_timeout the
+ * connection is closed with nothing said, and the log says why.  Returns
+ * 0 to go on, -1 to close.
+ */
+static int
+proxy_step(const struct proxy_trust *trust, const struct config *c, struct io *io,
+    int fd, struct peer *p, struct router *router)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct proxy_hdr h;
+	const char *why;
+	const unsigned char *a;
+	int family;
+
+	if (trust->n == 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET) {
+		family = AF_INET;
+		a = (const unsigned char *)&((struct sockaddr_in *)&ss)->sin_addr;
+	} else if (ss.ss_family == AF_INET6) {
+		family = AF_INET6;
+		a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+	} else
+		return 0;
+	if (!proxy_trusted(trust, family, a))
+		return 0;
+	if (proxy_read(io, (int)c->proxy_timeout, &h, &why) == -1) {
+		log_msg(LOG_NOTICE, "event=proxy error=\"%s\" proxy=%s", why, p->ip);
+		return -1;
+	}
+	strlcpy(p->proxy, p->ip, sizeof(p->proxy));
+	if (h.kind != PROXY_LOCAL) {	/* LOCAL: a health check, the balancer is the peer */
+		p->ip[0] = p->port[0] = p->host[0] = '\0';
+		if (h.kind == PROXY_PEER)
+			peer_set(p, h.family, h.src, h.sport);
+		if (router != NULL)
+			route_local_set(router, h.kind == PROXY_PEER ? h.family : 0, h.dst);
+	}
+	proxy_env(&h);
+	return 0;
 }
 
 /*
@@ -235,6 +332,7 @@ main(int argc, char *argv[], char *envp[])
 	struct maildir md;
 	static struct router *router;	/* static too: reachable until exit */
 	struct peer peer;
+	static struct proxy_trust trust;	/* static: it lives as long as the process */
 	const char *file = NULL;
 	char *problems_text = NULL;
 	size_t problems_len = 0;
@@ -293,6 +391,7 @@ main(int argc, char *argv[], char *envp[])
 		if (ch == 'o')
 			nproblems += conf_override(&conf, optarg, problems);
 	nproblems += conf_finish(&conf, problems);
+	nproblems += proxy_trust_parse(conf.proxy_from, &trust, problems);
 	if (nproblems == 0)
 		router = router_new(&conf, problems, &nproblems);
 	if (!quota_valid(conf.quota)) {
@@ -348,6 +447,13 @@ main(int argc, char *argv[], char *envp[])
 	find_peer(rfd, &peer);
 	if (router != NULL)
 		route_local_address(router, rfd);
+	/* Before the greeting, and before any 421 that could follow it. */
+	if (proxy_step(&trust, &conf, &io, rfd, &peer, router) == -1) {
+		close(rfd);
+		if (wfd != rfd)
+			close(wfd);
+		return 0;
+	}
 	le = (enum line_endings)conf.line_endings;
 	/*
 	 * lf only for a person typing: a pipe may be a TLS wrapper's

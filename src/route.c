@@ -525,6 +525,21 @@ route_local_address(struct router *r, int fd)
 		r->local_family = AF_INET6;
 }
 
+void
+route_local_set(struct router *r, int family, const unsigned char *addr)
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	r->local_family = 0;
+	if (family == AF_INET6 && memcmp(addr, mapped, 12) == 0) {
+		memcpy(r->local_addr, addr + 12, 4);
+		r->local_family = AF_INET;
+	} else if (family == AF_INET || family == AF_INET6) {
+		memcpy(r->local_addr, addr, family == AF_INET ? 4 : 16);
+		r->local_family = family;
+	}
+}
+
 /* "[a.b.c.d]" or "[IPv6:...]" (addr_parse checked it): the connection's own address? */
 static bool
 own_literal(const struct router *r, const char *lit)

@@ -60,6 +60,12 @@ struct router *router_new(const struct config *, FILE *err, int *problems);
  */
 void route_local_address(struct router *, int fd);
 
+/*
+ * The address the client reached, as a PROXY header gave it (family
+ * AF_INET or AF_INET6, 4 or 16 octets); family 0: none is known.
+ */
+void route_local_set(struct router *, int family, const unsigned char *addr);
+
 /* Resolve one recipient; `size` is MAIL's SIZE= (0 unknown). */
 void route_rcpt(const struct router *, const struct mailbox *, enum rmode,
     uint64_t size, struct route *);

@@ -1617,9 +1617,11 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	else
 		snprintf(s.peer_desc, sizeof(s.peer_desc), "%s",
 		    peer->host[0] ? peer->host : "unknown");
-	log_msg(LOG_INFO, "event=connect peer=%s host=%s line_endings=%s",
-	    peer->ip[0] ? peer->ip : "unknown", peer->host[0] ? peer->host : "unknown",
-	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf");
+	log_msg(LOG_INFO, "event=connect peer=%s%s%s host=%s line_endings=%s%s%s",
+	    peer->ip[0] ? peer->ip : "unknown", peer->port[0] ? " port=" : "", peer->port,
+	    peer->host[0] ? peer->host : "unknown",
+	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf",
+	    peer->proxy[0] ? " proxy=" : "", peer->proxy);
 
 	reply_line(&s, !conf->accept_mail ? RP_GREETING_NO_MAIL :
 	    s.lmtp ? RP_GREETING_LMTP : RP_GREETING, false, NULL);

@@ -9,6 +9,9 @@
 struct peer {
 	char	ip[64];		/* as written in Received: "192.0.2.1", "IPv6:::1"; "" unknown */
 	char	host[256];	/* a name the launcher looked up, checked; "" unknown */
+	char	port[8];	/* its TCP port, decimal; "" unknown */
+	char	proxy[64];	/* the balancer whose PROXY header named this peer,
+				   written as ip is; "" when there was none */
 };
 
 /*

@@ -12,6 +12,10 @@ setup() {
 	CC_ARGS=(--mailslot "$MAILSLOT" --user "$CC_USER")
 	# The named-tmp scenario needs a mount namespace, so root.
 	CC_ALL=(--scenario one --scenario ten --scenario quota --scenario bdat --scenario forward)
+	# The milter scenarios need pymilter (the system's python).
+	if /usr/bin/python3 -c 'import Milter' 2>/dev/null; then
+		CC_ALL+=(--scenario quarantine --scenario filtered)
+	fi
 	if [ "$(id -u)" = 0 ] && unshare -m --propagation private true 2>/dev/null; then
 		CC_ALL+=(--scenario named)
 	fi
@@ -29,6 +33,10 @@ teardown() { ms_teardown; }
 	assert_line --regexp '^one: 2 acknowledged \(2 files\)'
 	assert_line --regexp '^ten: 1 acknowledged \(10 files\)'
 	assert_line --regexp '^forward: 1 acknowledged \(1 files\)'
+	if /usr/bin/python3 -c 'import Milter' 2>/dev/null; then
+		assert_line --regexp '^quarantine: 1 acknowledged \(2 files\)'
+		assert_line --regexp '^filtered: 2 acknowledged \(3 files\)'
+	fi
 }
 
 @test "crash states: the checker reports the losses of a directory fsync removed" {

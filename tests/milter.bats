@@ -112,7 +112,7 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "helo: reject, tempfail and a custom two-line reply answer MAIL" {
 	run smtp_pipe 'HELO reject.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n'
-	assert_equal "$(nth 2)" "250 $MS_HOST"
+	assert_equal "$(nth 2)" "250 $MS_HOST Requested mail action okay, completed"
 	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
 	run smtp_pipe 'HELO tempfail.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n'
 	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"

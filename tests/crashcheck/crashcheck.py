@@ -751,8 +751,58 @@ def sc_named(root):
             crlf('EHLO client.example', *txn(['bob@example.org']), 'QUIT'), True)
 
 
+CLEANUPS = []
+
+
+def start_milter(root):
+    """The test milter (tests/lib/testmilter.py) on a socket outside the root."""
+    d = tempfile.mkdtemp(prefix='crashcheck-milter-')
+    os.chmod(d, 0o755)
+    sock = os.path.join(d, 'm.sock')
+    log = open(os.path.join(d, 'log'), 'wb')
+    p = subprocess.Popen(['/usr/bin/python3', os.path.join(TOP, 'tests/lib/testmilter.py'),
+                          'scripted', 'crash', sock, d], stdout=log, stderr=log)
+
+    def stop():
+        p.kill()
+        p.wait()
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+    CLEANUPS.append(stop)
+    for _ in range(100):
+        if os.path.exists(sock):
+            os.chmod(sock, 0o777)
+            return sock
+        if p.poll() is not None:
+            break
+        subprocess.run(['sleep', '0.1'])
+    raise SystemExit('crashcheck: the test milter did not start (python3-milter?)')
+
+
+def sc_quarantine(root):
+    """A milter's quarantine: the message goes to .Junk, made by mailslot."""
+    mb = setup_mailboxes(root, ['bob', 'carol'])
+    sock = start_milter(root)
+    body = 'X-Mode: quarantine\r\nSubject: junk\r\n\r\nbuy now\r\n' + BODY.split('\r\n\r\n', 1)[1]
+    return (['-o', 'mailboxes=' + mb, '-o', 'milters=unix:' + sock],
+            crlf('EHLO client.example', *txn(['bob@example.org', 'carol@example.org'], body), 'QUIT'),
+            False)
+
+
+def sc_filtered(root):
+    """A milter's header edits: every copy built from the spool at commit."""
+    mb = setup_mailboxes(root, ['bob', 'carol'])
+    sock = start_milter(root)
+    body = 'X-Mode: add ins0 chg\r\nSubject: edited\r\n\r\n' + BODY.split('\r\n\r\n', 1)[1]
+    return (['-o', 'mailboxes=' + mb, '-o', 'milters=unix:' + sock],
+            crlf('EHLO client.example', *txn(['bob@example.org', 'carol@example.org'], body),
+                 *txn(['bob@example.org']), 'QUIT'),
+            False)
+
+
 SCENARIOS = {'one': sc_one, 'ten': sc_ten, 'quota': sc_quota, 'bdat': sc_bdat,
-             'forward': sc_forward, 'named': sc_named}
+             'forward': sc_forward, 'named': sc_named, 'quarantine': sc_quarantine,
+             'filtered': sc_filtered}
 
 
 def run_session(args, name, work):
@@ -844,6 +894,8 @@ def check(args, name, seed):
             print('    not persisted: ' + '; '.join(dropped))
         return states, lost, points
     finally:
+        while CLEANUPS:
+            CLEANUPS.pop()()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

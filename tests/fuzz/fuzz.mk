@@ -16,7 +16,7 @@ FUZZ_TIME	?= 60
 FUZZ_CHECK_TIME	?= 4
 # seconds one input may take before it counts as a failure
 FUZZ_TIMEOUT	?= 10
-FUZZ_TARGETS	= addr data conf alias getline bdat session milter
+FUZZ_TARGETS	= addr data conf alias getline bdat session milter proxy
 FUZZ_DIR	= build/fuzz
 FUZZ_CFLAGS	= -std=c11 -D_GNU_SOURCE -DLIBBSD_OPENBSD_VIS -DVERSION='"fuzz"' $(DEP_CFLAGS) -Isrc \
 		  $(WARN) -g -O1 -fno-omit-frame-pointer \
@@ -28,6 +28,7 @@ FUZZ_SRC_bdat	 = src/addr.c
 FUZZ_SRC_data	 = src/data.c
 FUZZ_SRC_conf	 = src/conf.c src/addr.c
 FUZZ_SRC_getline = src/io.c
+FUZZ_SRC_proxy	 = src/proxy.c src/io.c
 FUZZ_SRC_alias	 = src/route.c src/addr.c src/log.c src/maildir.c src/sd.c
 # The whole session: everything but main() and TLS (tls.h's stubs stand in).
 FUZZ_SRC_session = $(filter-out src/main.c src/tls.c,$(SRCS))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """smtpclient.py: a scripted SMTP client for the mailslot tests.
 
-It talks to mailslot either over TCP (--port, loopback only) or by starting
+It talks to mailslot either over TCP (--port, loopback only; --bind ADDR
+connects from that 127.x address) or by starting
 the command after "--" itself with a pipe on stdin and stdout (--exec).
 The steps run in the order given on the command line:
 
@@ -54,6 +55,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--port', type=int)
     ap.add_argument('--host', default='127.0.0.1')
+    ap.add_argument('--bind', help='local address to connect from (127.x)')
     ap.add_argument('--exec', action='store_true', dest='exec_')
     ap.add_argument('--timeout', type=float, default=10.0)
     ap.add_argument('--out')
@@ -68,8 +70,10 @@ def main():
     ap.add_argument('cmd', nargs='*')
     args = ap.parse_args()
     steps = getattr(args, 'steps', None) or []
-    if args.host not in ('127.0.0.1', '::1', 'localhost'):
+    if not (args.host in ('::1', 'localhost') or args.host.startswith('127.')):
         sys.exit('smtpclient: loopback only')
+    if args.bind is not None and not args.bind.startswith('127.'):
+        sys.exit('smtpclient: --bind: loopback only')
 
     child = None
     if args.exec_:
@@ -89,7 +93,9 @@ def main():
         def shut():
             wfile.close()
     else:
-        sock = socket.create_connection((args.host, args.port), timeout=5)
+        sock = socket.create_connection(
+            (args.host, args.port), timeout=5,
+            source_address=(args.bind, 0) if args.bind else None)
         sock.settimeout(args.timeout if args.noread else None)
         rfd = sock.fileno()
 
