@@ -45,6 +45,7 @@ stage_make() {
 	755 ./usr/sbin/mailslot
 	644 ./usr/share/doc/mailslot/README
 	644 ./usr/share/doc/mailslot/contrib/README
+	644 ./usr/share/doc/mailslot/contrib/haproxy.cfg
 	644 ./usr/share/doc/mailslot/contrib/inetd.conf
 	755 ./usr/share/doc/mailslot/contrib/mailslot-spamc
 	755 ./usr/share/doc/mailslot/contrib/s6/run
