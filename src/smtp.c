@@ -608,7 +608,7 @@ cmd_ehlo(struct session *s, const struct command *c, char *arg)
 	if (cf->expn)
 		lines[n++] = "EXPN";
 	/* RFC 5321 F.6: a server that implements SEND, SOML or SAML lists them. */
-	if (cf->terminal_delivery)
+	if (send_on(cf))
 		lines[n++] = "SEND";
 	if (!s->lmtp) {
 		lines[n++] = "SOML";

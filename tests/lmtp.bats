@@ -72,6 +72,8 @@ after_data() {
 	refute_output --partial 'EHLO '
 	run reply_to '' 'HELP EHLO'
 	assert_output --partial '504 5.5.4 '
+	run reply_to '' 'LHLO c.example' -o terminal_delivery=yes
+	refute_output --partial 'SEND'
 	for v in SEND SOML SAML; do
 		run reply_to 'LHLO c.example\r\n' "$v FROM:<a@b.example>" -o terminal_delivery=yes
 		assert_output '502 5.5.1 Command not implemented'
