@@ -39,6 +39,7 @@ struct who {
 	bool		 fb_mailbox, fb_forward; /* SOML's, used when it fell back */
 	bool		 whole;		/* a terminal of it took the whole message */
 	bool		 fell_back;	/* SOML, and none did */
+	bool		 failed;	/* delivery_commit_each: not delivered */
 };
 
 struct copy {
@@ -517,6 +518,8 @@ delivery_abort(struct delivery *d)
 
 /* ---- forwards ------------------------------------------------------------ */
 
+static size_t received_at(const char *, size_t);
+
 /* Write all of `buf`, then `len` octets of `fd` from `off`, into a non-blocking pipe. */
 static int
 feed(int out, const char *buf, size_t blen, int fd, off_t off, uint64_t len, int timeout)
@@ -559,7 +562,7 @@ forward(struct delivery *d, const struct fwd *f)
 	const char *rcpt = d->who[f->who].rcpt;
 	char *words = strdup(c->forward_command), *save = NULL, **argv;
 	char *head, e[LOG_QUOTED(ADDR_MAX_PATH + 2)];
-	size_t argc = 0, max = f->nto + 8, hn;
+	size_t argc = 0, max = f->nto + 8, hn, split;
 	int fds[2], status = 0;
 	bool fed;
 	pid_t pid;
@@ -606,9 +609,16 @@ forward(struct delivery *d, const struct fwd *f)
 	}
 	fcntl(fds[1], F_SETFL, O_NONBLOCK);
 	head = headers(d, false, &rcpt, 1, &hn);
-	/* A program that did not take the whole message did not take it. */
-	fed = head != NULL && feed(fds[1], head, hn, p->fd, (off_t)p->mark,
-	    p->octets - p->mark, (int)c->data_timeout) == 0;
+	/*
+	 * A program that did not take the whole message did not take it.
+	 * The fields a filter put above the Received field (d->at, zero
+	 * without filters) go just above it here too, as in a stored copy.
+	 */
+	split = head != NULL ? received_at(head, hn) : 0;
+	fed = head != NULL && feed(fds[1], head, split, p->fd, (off_t)p->mark,
+	    d->at.octets, (int)c->data_timeout) == 0 &&
+	    feed(fds[1], head + split, hn - split, p->fd, (off_t)(p->mark + d->at.octets),
+	    p->octets - p->mark - d->at.octets, (int)c->data_timeout) == 0;
 	if (!fed)
 		log_msg(LOG_ERR, "event=error op=forward error=\"cannot feed forward_command\"");
 	free(head);
@@ -877,6 +887,9 @@ log_delivered(const struct delivery *d, const char *name)
 		bool fwd = w->forward || (w->fell_back && w->fb_forward);
 		char via[32] = "";
 
+		if (w->failed)
+			continue;
+
 		if (mbox)
 			strlcat(via, "mailbox", sizeof(via));
 		if (fwd)
@@ -1069,6 +1082,282 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 fail:
 	delivery_abort(d);
 	return r;
+}
+
+/* ---- one commit per recipient (LMTP) ---------------------------------------- */
+
+/* Does copy `cp` hold recipient `w`'s message? */
+static bool
+copy_has(const struct copy *cp, const struct who *w)
+{
+	for (size_t j = 0; j < cp->nrcpts; j++)
+		if (strcmp(cp->rcpts[j], w->rcpt) == 0)
+			return true;
+	return false;
+}
+
+/* Copy `i` failed with `r`: so did every recipient it is for. */
+static void
+copy_failed(struct delivery *d, enum dresult *wres, int *werr, size_t i,
+    enum dresult r, int e)
+{
+	struct copy *cp = &d->copies[i];
+
+	for (size_t k = 0; k < d->nwho; k++)
+		if (!d->who[k].failed && copy_has(cp, &d->who[k])) {
+			d->who[k].failed = true;
+			wres[k] = r;
+			werr[k] = e;
+		}
+}
+
+/* The file of copy `i` failed: so did every copy linked to it, and their recipients. */
+static void
+file_failed(struct delivery *d, enum dresult *wres, int *werr, bool *on, size_t i,
+    enum dresult r, int e)
+{
+	for (size_t k = 0; k < d->ncopies; k++)
+		if (d->copies[k].file == &d->copies[i]) {
+			copy_failed(d, wres, werr, k, r, e);
+			on[k] = false;
+		}
+}
+
+/* Is a copy still wanted: written, and for at least one recipient not failed? */
+static bool
+copy_wanted(const struct delivery *d, const struct copy *cp)
+{
+	for (size_t k = 0; k < d->nwho; k++)
+		if (!d->who[k].failed && copy_has(cp, &d->who[k]))
+			return true;
+	return false;
+}
+
+/*
+ * fsync the files (or, with `dirs`, the new/ directories) of the copies
+ * marked in `on`, all at once; each file whose sync fails fails every
+ * copy linked to it, each new/ its copy's recipients.  False when nothing
+ * could be tried (no memory).
+ */
+static bool
+sync_each(struct delivery *d, bool *on, bool dirs, enum dresult *wres, int *werr)
+{
+	size_t n = 0, *at;
+	int *fds, *errs;
+
+	if ((fds = reallocarray(NULL, d->ncopies + 1, 2 * sizeof(int))) == NULL)
+		return false;
+	if ((at = reallocarray(NULL, d->ncopies + 1, sizeof(*at))) == NULL) {
+		free(fds);
+		return false;
+	}
+	errs = fds + d->ncopies + 1;
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+		int e;
+
+		if (!on[i] || (!dirs && !cp->open))
+			continue;
+		if (!dirs && (e = msg_flush(&cp->m)) != 0) {
+			file_failed(d, wres, werr, on, i, errno_result(e), e);
+			continue;
+		}
+		at[n] = i;
+		fds[n++] = dirs ? cp->md.new : cp->m.fd;
+	}
+	fsync_all(fds, errs, n);
+	for (size_t j = 0; j < n; j++)
+		if (errs[j] != 0 && dirs)
+			copy_failed(d, wres, werr, at[j], errno_result(errs[j]), errs[j]);
+		else if (errs[j] != 0)
+			file_failed(d, wres, werr, on, at[j], errno_result(errs[j]), errs[j]);
+	free(at);
+	free(fds);
+	return true;
+}
+
+void
+delivery_commit_each(struct delivery *d, const struct rcpt *r, size_t n,
+    struct doutcome *out)
+{
+	const struct config *c = d->conf;
+	struct msg *p = d->primary;
+	uint64_t body = p->octets - p->mark, body_lines = p->lines - p->mark_lines;
+	enum dresult *wres = NULL;
+	int *werr = NULL, e;
+	bool *on = NULL, named = false;
+	const char *name = d->id;
+
+	for (size_t i = 0; i < n; i++) {
+		out[i].r = DR_OK;
+		out[i].err = 0;
+		strlcpy(out[i].name, d->id, sizeof(out[i].name));
+	}
+	if ((e = msg_flush(p)) != 0)
+		goto all_fail;
+	e = ENOMEM;
+	if ((wres = calloc(d->nwho + 1, sizeof(*wres))) == NULL ||
+	    (werr = calloc(d->nwho + 1, sizeof(*werr))) == NULL ||
+	    (on = calloc(d->ncopies + 1, sizeof(*on))) == NULL)
+		goto all_fail;
+	header_find(p->fd, (off_t)p->mark, body, "message-id", d->msgid, sizeof(d->msgid));
+	/* LMTP has no SEND, SOML or SAML: there are no terminals to write. */
+
+	/*
+	 * The first file's copies, then a file for each further mount, linked
+	 * into every copy on it (as delivery_commit); a file that cannot be
+	 * made fails the recipients of its copies only.
+	 */
+	for (size_t i = 0; i < d->ncopies; i++)
+		on[i] = d->copies[i].file != NULL;
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+		const char **rcpts = NULL;
+		size_t nrcpts = 0;
+
+		if (cp->file != NULL || !needed(d, cp))
+			continue;
+		if (copy_dir(d, cp) == -1 ||
+		    msg_open(&cp->m, &cp->md, smallbuf, sizeof(smallbuf)) == -1) {
+			e = errno;
+			copy_failed(d, wres, werr, i, errno_result(e), e);
+			continue;
+		}
+		cp->open = true;
+		if (share(d, cp, false, &rcpts, &nrcpts) == -1)
+			e = ENOMEM;
+		else if (d->filtered) {
+			if (!named)	/* the first file is named as the Received field says */
+				strlcpy(cp->m.base, d->id, sizeof(cp->m.base));
+			named = true;
+			e = filtered_copy(d, cp, rcpts, nrcpts);
+		} else {
+			trace(d, &cp->m, rcpts, nrcpts);
+			e = msg_copy_from(&cp->m, p, p->mark, body, body_lines);
+		}
+		free(rcpts);
+		for (size_t k = 0; k < d->ncopies; k++)
+			on[k] = on[k] || d->copies[k].file == cp;
+		if (e != 0)
+			file_failed(d, wres, werr, on, i, errno_result(e), e);
+	}
+	/* Written before any is fsynced, and they sync together. */
+	if (!sync_each(d, on, false, wres, werr)) {
+		e = ENOMEM;
+		goto all_fail;
+	}
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+		enum quota_status q;
+
+		if (!on[i])
+			continue;
+		q = quota_check(cp->root, c->quota, cp->file->m.octets);
+		if (q != QUOTA_OK)
+			copy_failed(d, wres, werr, i,
+			    q == QUOTA_OVER ? DR_OVER_QUOTA : DR_LOCAL_ERROR, 0);
+	}
+	/* Forwards only for the recipients whose copies are all durable. */
+	for (size_t i = 0; i < d->nfwds; i++) {
+		const struct fwd *f = &d->fwds[i];
+
+		if (d->who[f->who].failed || (f->fallback && !d->who[f->who].fell_back))
+			continue;
+		if (forward(d, f) == -1) {
+			d->who[f->who].failed = true;
+			wres[f->who] = DR_FORWARD;
+		}
+	}
+	/*
+	 * Publish the copies of the recipients still standing.  A copy shared
+	 * with a recipient that failed stays when another still needs it.
+	 * The links first, while the files are open; a file none of whose
+	 * own recipients stands is closed (its links stay).
+	 */
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		on[i] = on[i] && cp->file->open && copy_wanted(d, cp);
+		if (!on[i] || cp->file == cp)
+			continue;
+		if ((e = msg_link_also(&cp->file->m, &cp->md, cp->name, sizeof(cp->name))) != 0) {
+			copy_failed(d, wres, werr, i, errno_result(e), e);
+			on[i] = false;
+			continue;
+		}
+		cp->published = true;
+	}
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		if (cp->open && !on[i]) {
+			cp->open = false;
+			msg_abort(&cp->m);
+		}
+		if (!on[i] || cp->file != cp)
+			continue;
+		cp->open = false;
+		if ((e = msg_link(&cp->m, cp->name, sizeof(cp->name))) != 0) {
+			copy_failed(d, wres, werr, i, errno_result(e), e);
+			on[i] = false;
+			continue;
+		}
+		cp->published = true;
+	}
+	/* Not durable until new/ is: a copy whose new/ fails is taken back. */
+	if (!sync_each(d, on, true, wres, werr)) {
+		for (size_t k = 0; k < d->nwho; k++)
+			if (!d->who[k].failed) {
+				d->who[k].failed = true;
+				wres[k] = DR_LOCAL_ERROR;
+				werr[k] = ENOMEM;
+			}
+	}
+	/* What is left published is for a recipient that is delivered, whole. */
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		on[i] = cp->published && copy_wanted(d, cp);
+		if (!on[i])
+			continue;
+		if (cp->file == cp)
+			msg_done(&cp->m);
+		quota_charge(cp->root, cp->file->m.octets);
+		cp->published = false;	/* kept: delivery_abort leaves it */
+		if (name == d->id || cp == d->first)
+			name = cp->name;	/* the first copy's name, as delivery_commit */
+	}
+	log_delivered(d, name);
+	for (size_t k = 0; k < d->nwho; k++) {
+		const struct who *w = &d->who[k];
+		const char *wname = NULL;
+
+		for (size_t i = 0; i < d->ncopies && wname == NULL; i++)
+			if (on[i] && copy_has(&d->copies[i], w))
+				wname = d->copies[i].name;
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(r[i].mb.text, w->rcpt) != 0)
+				continue;
+			out[i].r = w->failed ? wres[k] : DR_OK;
+			out[i].err = w->failed ? werr[k] : 0;
+			if (!w->failed && wname != NULL)
+				strlcpy(out[i].name, wname, sizeof(out[i].name));
+		}
+	}
+	free(wres);
+	free(werr);
+	free(on);
+	delivery_abort(d);	/* the failed copies, the spool; the delivered stay */
+	return;
+all_fail:
+	for (size_t i = 0; i < n; i++) {
+		out[i].r = errno_result(e);
+		out[i].err = e;
+	}
+	free(wres);
+	free(werr);
+	free(on);
+	delivery_abort(d);
 }
 
 /* ---- filters (verdict.h) ---------------------------------------------------- */

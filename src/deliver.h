@@ -64,6 +64,25 @@ enum dresult { DR_OK, DR_LOCAL_ERROR, DR_NO_SPACE, DR_QUOTA, DR_OVER_QUOTA, DR_F
 enum dresult delivery_commit(struct delivery *, char *name, size_t size,
     int *err);
 
+/*
+ * LMTP (RFC 2033 4.2): as delivery_commit, but each envelope recipient is
+ * committed on its own, for a MAIL transaction (no terminals).  out[i]
+ * is the outcome for r[i] (the recipients given to delivery_begin, in
+ * their order): DR_OK when every copy of it is durable in new/ and its
+ * forwards took the message; else nothing of it is left in any new/ (but
+ * a Maildir it shares with a recipient that is delivered, which keeps its
+ * one copy) and `err` is the errno, when there is one.  A recipient a
+ * filter removed is DR_OK (as a discard); one a filter added is logged
+ * only.  The delivery is freed.
+ */
+struct doutcome {
+	enum dresult	r;
+	int		err;
+	char		name[MSG_NAMESIZE];	/* its copy's file name, or the queue id */
+};
+void delivery_commit_each(struct delivery *, const struct rcpt *r, size_t n,
+    struct doutcome *out);
+
 /* Give up: remove every tmp file.  The delivery is freed. */
 void delivery_abort(struct delivery *);
 

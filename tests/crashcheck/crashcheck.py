@@ -751,6 +751,16 @@ def sc_named(root):
             crlf('EHLO client.example', *txn(['bob@example.org']), 'QUIT'), True)
 
 
+def sc_lmtp(root):
+    """LMTP: one reply per recipient after the data; one of three over quota."""
+    mb = setup_mailboxes(root, ['bob', 'carol', 'dave'])
+    with open(os.path.join(mb, 'carol', 'maildirsize'), 'w') as f:
+        f.write('100S\n0 0\n')
+    t = txn(['bob@example.org', 'carol@example.org', 'dave@example.org'])
+    return (['-o', 'mailboxes=' + mb, '-o', 'protocol=lmtp'],
+            crlf('LHLO client.example', *t, *txn(['dave@example.org']), 'QUIT'), False)
+
+
 CLEANUPS = []
 
 
@@ -802,7 +812,7 @@ def sc_filtered(root):
 
 SCENARIOS = {'one': sc_one, 'ten': sc_ten, 'quota': sc_quota, 'bdat': sc_bdat,
              'forward': sc_forward, 'named': sc_named, 'quarantine': sc_quarantine,
-             'filtered': sc_filtered}
+             'filtered': sc_filtered, 'lmtp': sc_lmtp}
 
 
 def run_session(args, name, work):
