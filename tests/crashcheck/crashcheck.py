@@ -707,7 +707,7 @@ def sc_one(root):
 
 
 def sc_ten(root):
-    """Ten recipients in ten Maildirs."""
+    """Ten recipients in ten Maildirs: one file linked into each new/."""
     names = ['u%d' % i for i in range(10)]
     mb = setup_mailboxes(root, names)
     return (['-o', 'mailboxes=' + mb],
