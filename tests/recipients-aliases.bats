@@ -82,6 +82,16 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	assert_equal "$(stat -c %h "$(rc_new_file eve)")" 1
 }
 
+@test "without /proc (the file named in tmp/): one file linked into each new/, the tmp/ name gone" {
+	rc_skip_under_wrapper
+	ms_noproc_wrapper
+	run rc_send 'bob@example.org carol@example.net dave@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(stat -c '%i %h' "$(rc_new_file bob)")" "$(stat -c '%i %h' "$(rc_new_file dave)")"
+	assert_equal "$(stat -c %h "$(rc_new_file carol)")" 3
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+}
+
 @test "several recipients: the reply names the first copy, every copy has its Received id" {
 	rc_skip_peer_bug_asan
 	run rc_send 'bob@example.org carol@example.net'
