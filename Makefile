@@ -129,7 +129,7 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
 	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	    $(DESTDIR)$(SYSCONFDIR)/mailslot $(DESTDIR)$(DOCDIR)/contrib/tcpserver \
-	    $(DESTDIR)$(DOCDIR)/contrib/s6
+	    $(DESTDIR)$(DOCDIR)/contrib/s6 $(DESTDIR)$(DOCDIR)/contrib/tcpserver-lmtp
 	$(INSTALL) -m 755 $(PROG) $(DESTDIR)$(SBINDIR)/mailslot
 	$(INSTALL) -m 644 man/mailslot.8 $(DESTDIR)$(MANDIR)/man8/mailslot.8
 	$(INSTALL) -m 644 man/mailslot.conf.5 $(DESTDIR)$(MANDIR)/man5/mailslot.conf.5
@@ -137,6 +137,10 @@ install: all
 	sed 's|^ExecStart=/usr/sbin/mailslot$$|ExecStart=$(SBINDIR)/mailslot$(CONF_ARG)|' \
 	    units/mailslot@.service >$(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service
 	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service
+	$(INSTALL) -m 644 units/mailslot-lmtp.socket $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp.socket
+	sed 's|^ExecStart=/usr/sbin/mailslot |ExecStart=$(SBINDIR)/mailslot$(CONF_ARG) |' \
+	    units/mailslot-lmtp@.service >$(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp@.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp@.service
 	$(INSTALL) -m 644 units/mailslot.sysusers $(DESTDIR)$(SYSUSERSDIR)/mailslot.conf
 	$(INSTALL) -m 644 units/mailslot.tmpfiles $(DESTDIR)$(TMPFILESDIR)/mailslot.conf
 	@# An existing configuration is the administrator's: never overwritten.
@@ -147,6 +151,7 @@ install: all
 	$(INSTALL) -m 755 contrib/tcpserver/run contrib/tcpserver/log-run \
 	    $(DESTDIR)$(DOCDIR)/contrib/tcpserver/
 	$(INSTALL) -m 755 contrib/s6/run $(DESTDIR)$(DOCDIR)/contrib/s6/
+	$(INSTALL) -m 755 contrib/tcpserver-lmtp/run $(DESTDIR)$(DOCDIR)/contrib/tcpserver-lmtp/
 	$(INSTALL) -m 755 contrib/mailslot-spamc $(DESTDIR)$(DOCDIR)/contrib/
 	@if [ -z "$(DESTDIR)" ]; then \
 		echo "next: systemd-sysusers; systemd-tmpfiles --create;" \
@@ -158,6 +163,8 @@ uninstall:
 	    $(DESTDIR)$(MANDIR)/man8/mailslot.8 $(DESTDIR)$(MANDIR)/man5/mailslot.conf.5 \
 	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot.socket \
 	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp.socket \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp@.service \
 	    $(DESTDIR)$(SYSUSERSDIR)/mailslot.conf $(DESTDIR)$(TMPFILESDIR)/mailslot.conf
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@# The configuration goes only when it is still the example.
@@ -191,10 +198,10 @@ run:
 
 # The benchmark (bench/, BENCHMARKS.md), not part of check: make bench,
 # or make bench BENCH_QUICK=1 for small N.  Needs systemd and valgrind.
-BENCH_PROGS  = bench/smtpload bench/floor bench/rsswrap
+BENCH_PROGS  = bench/smtpload bench/floor bench/rsswrap bench/noopmilter
 BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(CFLAGS) $(CPPFLAGS)
 
-bench/smtpload: bench/smtpload.c
+bench/smtpload bench/noopmilter: bench/%: bench/%.c
 	$(CC) $(BENCH_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lpthread
 
 bench/floor bench/rsswrap: bench/%: bench/%.c

@@ -11,7 +11,11 @@
 #
 # Environment: BENCH_QUICK=1 (small N), BENCH_ROUNDS, BENCH_PORT (first
 # port tried), BENCH_TMP (where the Maildirs go; the file system under
-# test), BENCH_KEEP=1 (keep the work directory), MAILSLOT (the binary).
+# test), BENCH_KEEP=1 (keep the work directory), MAILSLOT (the binary),
+# BENCH_ONLY=vi (that row alone: the no-op milter against none),
+# BENCH_DELETE=N (make and delete N files on the same file system just
+# before each measured run, for mailslot and the floor alike: a mail host
+# whose users expunge mail).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,6 +35,10 @@ if [ "$ROUNDS" -lt 3 ]; then
 	exit 64
 fi
 RCPTS4=10
+DELETE=${BENCH_DELETE:-0}
+case $DELETE in
+''|*[!0-9]*)	echo "bench: BENCH_DELETE=$DELETE: a number of files" >&2; exit 64 ;;
+esac
 LIMIT=${BENCH_LIMIT:-900}	# seconds, for any one load run
 
 for tool in "$LAUNCH" valgrind; do
@@ -127,6 +135,17 @@ load_args() {
 	esac
 }
 
+# BENCH_DELETE: $DELETE files made, synced and deleted in the work
+# directory's file system (ext4 then searches past their inodes on every
+# create for a while: recently_deleted() in ialloc.c).
+churn() {
+	[ "$DELETE" -gt 0 ] || return 0
+	mkdir -p "$work/churn"
+	(cd "$work/churn" && seq -f 'f%.0f' 1 "$DELETE" | xargs touch)
+	sync
+	rm -rf "$work/churn"
+}
+
 # run WORKLOAD PROG TAG [SESSIONS] [WRAPFILE]: one load run into fresh
 # Maildirs; appends "workload prog tag key=value..." to $work/results.
 # Each run has its own directory, kept to the end: deleting thousands of
@@ -161,6 +180,9 @@ run() {
 	[ -z "$_wrap" ] || cmd="$WRAP $_wrap $cmd"
 	args=$(load_args "$_w")
 	[ -z "$_n" ] || args="$args -n $_n"
+	case $_tag in
+	round*)	churn ;;
+	esac
 	sync
 	# shellcheck disable=SC2086
 	launch $cmd
@@ -190,10 +212,14 @@ run() {
 	fi
 }
 
-say "work directory $work, ${QUICK:+quick mode, }$ROUNDS rounds"
+churned=
+[ "$DELETE" -eq 0 ] || churned=", $DELETE files deleted before each measured run"
+say "work directory $work, ${QUICK:+quick mode, }$ROUNDS rounds$churned"
 say "workload (iv): ${BOXES:+$RCPTS4 Maildirs (mailboxes)}${BOXES:-$RCPTS4 recipients into the catch-all Maildir (no mailboxes key yet)}"
 : >"$work/results"
+only() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 for w in i ii iii iv; do
+	only "$w" || continue
 	r=1
 	while [ $r -le "$ROUNDS" ]; do
 		run "$w" mailslot "round$r"
@@ -275,7 +301,9 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$
 	res=$(grep '^RESULT' "$work/load.out" || echo "RESULT valid=no failed=all")
 	echo "v $_how $_tag ${res#RESULT }" >>"$work/results"
 }
-if command -v haproxy >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
+if ! only v; then
+	:
+elif command -v haproxy >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
 	r=1
 	while [ $r -le "$ROUNDS" ]; do
 		run_px haproxy "round$r"
@@ -285,6 +313,62 @@ if command -v haproxy >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; the
 else
 	say "(v) skipped: haproxy or python3 is missing"
 fi
+
+# (vi) workload (i) through one milter that accepts everything (bench/noopmilter,
+# every step a round trip) against the same mailslot without milters,
+# interleaved: what the milter protocol costs per message.
+mpid=
+mstop() {
+	if [ -n "$mpid" ]; then
+		kill "$mpid" 2>/dev/null || true
+		wait "$mpid" 2>/dev/null || true
+		mpid=
+	fi
+}
+run_mt() {
+	_how=$1 _tag=$2
+	dir=$work/runs/vi.$_how.$_tag
+	mkdir -p "$dir"
+	maildir "$dir/md"
+	sync
+	if [ "$_how" = milter ]; then
+		"$here/noopmilter" "$work/noop.sock" 2>"$work/noopmilter.log" &
+		mpid=$!
+		_i=0
+		until [ -S "$work/noop.sock" ]; do
+			_i=$((_i + 1))
+			if [ $_i -ge 100 ] || ! kill -0 "$mpid" 2>/dev/null; then
+				say "noopmilter did not start:"
+				cat "$work/noopmilter.log" >&2
+				mstop
+				return
+			fi
+			sleep 0.05
+		done
+		launch "$MAILSLOT" -f "$work/mailslot.conf" -o "maildir=$dir/md" \
+		    -o "milters=unix:$work/noop.sock"
+	else
+		launch "$MAILSLOT" -f "$work/mailslot.conf" -o "maildir=$dir/md"
+	fi
+	# shellcheck disable=SC2046
+	if ! "$LOAD" -p "$port" $(load_args i) -M "$dir/md" -T "$LIMIT" -l "vi/$_how/$_tag" \
+	    >"$work/load.out" 2>"$work/load.err"; then
+		cat "$work/load.err" >&2
+	fi
+	stop
+	mstop
+	rm -f "$work/noop.sock"
+	grep -v '^RESULT' "$work/load.out" >&2 || true
+	res=$(grep '^RESULT' "$work/load.out" || echo "RESULT valid=no failed=all")
+	echo "vi $_how $_tag ${res#RESULT }" >>"$work/results"
+}
+r=1
+only vi || r=$((ROUNDS + 1))
+while [ $r -le "$ROUNDS" ]; do
+	run_mt milter "round$r"
+	run_mt plain "round$r"
+	r=$((r + 1))
+done
 
 # Instructions: one 4 KiB session (and one with 10 recipients) over a pipe.
 "$LOAD" --script -s 4096 -r 1 >"$work/session1.txt"
@@ -312,10 +396,13 @@ callgrind() {
 	fi
 	sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' "$d/valgrind.log"
 }
-IM1=$(callgrind mailslot session1)
-IF1=$(callgrind floor session1)
-IM10=$(callgrind mailslot session10)
-IF10=$(callgrind floor session10)
+IM1= IF1= IM10= IF10=
+if [ -z "${BENCH_ONLY:-}" ]; then
+	IM1=$(callgrind mailslot session1)
+	IF1=$(callgrind floor session1)
+	IM10=$(callgrind mailslot session10)
+	IF10=$(callgrind floor session10)
+fi
 [ "${BENCH_KEEP:-0}" != 1 ] || say "callgrind profiles: $work/cg.*/callgrind.out"
 
 # ---- The table ---------------------------------------------------------------
@@ -329,6 +416,7 @@ fs=$(df -PT "$work" | awk 'NR == 2 { print $2 " on " $1 }')
 	for w in i ii iii iv; do
 		for prog in mailslot floor; do
 			# max and median RSS, median CPU, sessions, bad exits
+			[ -f "$work/rss.$w.$prog" ] || continue
 			rss=$(sed 's/[a-z_]*=//g' "$work/rss.$w.$prog" | sort -n | awk '
 			    { r[NR] = $1; if ($3 != 0) bad++ }
 			    END { if (NR) print r[NR], r[int((NR + 1) / 2)], NR, bad + 0 }')

@@ -37,7 +37,7 @@ function fmt(v, f) {
 	next
 }
 
-/^[a-z0-9]+=/ && !/^(i|ii|iii|iv|v) / {
+/^[a-z0-9]+=/ && !/^(i|ii|iii|iv|v|vi) / {
 	for (i = 1; i <= NF; i++) {
 		split($i, kv, "=")
 		hdr[kv[1]] = kv[2]
@@ -133,6 +133,12 @@ END {
 	if (h != "" || d != "")
 		printf "%-36s %-6s %9s %9s %6s  per message: %s us more through HAProxy\n",
 		    sprintf("(v)   %d x 4 KiB, c=8, HAProxy/direct", hdr["n2"]), "msgs/s",
+		    fmt(h, "%.1f"), fmt(d, "%.1f"), fmt(d + 0 > 0 ? h / d : "", "%.2f"),
+		    (h + 0 > 0 && d + 0 > 0) ? sprintf("%.1f", 1e6 / h - 1e6 / d) : "-"
+	h = median(val["vi", "milter"]); d = median(val["vi", "plain"])
+	if (h != "" || d != "")
+		printf "%-36s %-6s %9s %9s %6s  per message: %s us more through the milter\n",
+		    sprintf("(vi)  %d x 4 KiB, c=1, no-op milter/none", hdr["n1"]), "msgs/s",
 		    fmt(h, "%.1f"), fmt(d, "%.1f"), fmt(d + 0 > 0 ? h / d : "", "%.2f"),
 		    (h + 0 > 0 && d + 0 > 0) ? sprintf("%.1f", 1e6 / h - 1e6 / d) : "-"
 	printf "\nload runs: %d; failed sessions %d; messages lost %d, duplicated %d, stray %d; " \

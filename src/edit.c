@@ -162,7 +162,7 @@ edit_message(struct msg *out, struct msg *in, const struct rcvd_at *in_at,
 	char *buf = malloc(want + 1);
 	struct item *items = NULL;
 	uint64_t lines = 0, hdr_lines, body_off, body_len, body_lines;
-	bool prev_cr = false, found_end = false;
+	bool prev_cr = false, scan_cr = false, found_end = false;
 	unsigned nfields = 0;
 	struct msg body = { .fd = -1 };
 	int rc = -1;
@@ -282,8 +282,13 @@ edit_message(struct msg *out, struct msg *in, const struct rcvd_at *in_at,
 	for (size_t k = 0; k < nitems && !items[k].rcvd; k++)
 		out_at->nabove++;
 
-	prev_cr = false;
-	hdr_lines = count_lf(buf, hdr_end + sep, binary, &prev_cr);
+	/*
+	 * prev_cr follows what is written to `out`; the counts of the old
+	 * header section and of a new body scan with their own (scan_cr): a
+	 * new body that ends in a lone CR must not hide the LF of the empty
+	 * line written after the header (W= would be one short).
+	 */
+	hdr_lines = count_lf(buf, hdr_end + sep, binary, &scan_cr);
 	if (e->body_fd != -1) {
 		struct stat st;
 		char chunk[16384];
@@ -297,7 +302,7 @@ edit_message(struct msg *out, struct msg *in, const struct rcvd_at *in_at,
 		body_off = 0;
 		body_len = (uint64_t)st.st_size;
 		body_lines = 0;
-		prev_cr = false;
+		scan_cr = false;
 		while ((uint64_t)o < body_len) {
 			ssize_t r = pread(e->body_fd, chunk, sizeof(chunk), o);
 
@@ -305,7 +310,7 @@ edit_message(struct msg *out, struct msg *in, const struct rcvd_at *in_at,
 				fail(why, whysize, "cannot read the new body");
 				goto out;
 			}
-			body_lines += count_lf(chunk, (size_t)r, binary, &prev_cr);
+			body_lines += count_lf(chunk, (size_t)r, binary, &scan_cr);
 			o += r;
 		}
 		if (sep == 0 && body_len > 0)

@@ -26,6 +26,7 @@
 #include "io.h"
 #include "log.h"
 #include "maildir.h"
+#include "milter.h"
 #include "proxy.h"
 #include "sd.h"
 #include "smtp.h"
@@ -44,6 +45,7 @@ static const char usage[] =
 static const char help[] =
     "mailslot: an SMTP server for one connection, on stdin/stdout (inetd,\n"
     "xinetd, tcpserver, systemd Accept=yes), delivering into a Maildir.\n"
+    "With -o protocol=lmtp it speaks LMTP (RFC 2033) to an MTA instead.\n"
     "\n"
     "  -f file        configuration file (default " CONF_DEFAULT_FILE ", if present)\n"
     "  -o key=value   set one key, after the file; may be repeated\n"
@@ -278,11 +280,12 @@ static int
 check_access(const struct config *c, FILE *err)
 {
 	return conf_program_ok("forward_command", c->forward_command, err) +
+	    conf_program_ok("filter_command", c->filter_command, err) +
 	    conf_check_maildir(c, err);
 }
 
 /*
- * -t: whether forward_command can be run and the catch-all Maildir written
+ * -t: whether forward_command and filter_command can be run and the catch-all Maildir written
  * or created, judged as the account that would do it.  Started as root
  * with `user`, a child becomes that account (as a connection would) and
  * checks; root itself could write anywhere.  Returns the number of
@@ -390,6 +393,7 @@ main(int argc, char *argv[], char *envp[])
 		if (ch == 'o')
 			nproblems += conf_override(&conf, optarg, problems);
 	nproblems += conf_finish(&conf, problems);
+	nproblems += milter_check(conf.milters, problems);
 	nproblems += proxy_trust_parse(conf.proxy_from, &trust, problems);
 	if (nproblems == 0)
 		router = router_new(&conf, problems, &nproblems);

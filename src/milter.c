@@ -922,6 +922,14 @@ macro(const struct milters *ms, const char *name, size_t n)
 			/* TLS macros exist only once STARTTLS is done. */
 			if ((tab[i].off == 12 || tab[i].off == 13) && *v == '\0')
 				return NULL;
+			/*
+			 * mailslot has no AUTH: {auth_authen} is never sent, as
+			 * Postfix sends it only after SASL.  An empty one is
+			 * not "unauthenticated" to every milter: rspamd takes it
+			 * as a login (auth=pass, and its headers skipped).
+			 */
+			if (tab[i].off == 11 && *v == '\0')
+				return NULL;
 			if (tab[i].off == 8 && *v == '\0')
 				return NULL;
 			return v;
@@ -1071,6 +1079,31 @@ milter_spec_ok(const char *spec)
 	return spec_addr(spec, &ss, &len) == 0;
 }
 
+int
+milter_check(const char *milters, FILE *err)
+{
+	int problems = 0;
+
+	while (*milters != '\0') {
+		size_t n = strcspn(milters, " \t,");
+
+		if (n > 0) {
+			char *spec = strndup(milters, n);
+
+			if (spec == NULL || !milter_spec_ok(spec)) {
+				fprintf(err, "mailslot: milters: \"%.*s\" is not unix:/absolute/path, "
+				    "inet:IPV4:PORT or inet6:[IPV6]:PORT (no names: mailslot does "
+				    "no DNS)\n", (int)(n > 200 ? 200 : n), milters);
+				problems++;
+			}
+			free(spec);
+		}
+		milters += n;
+		milters += strspn(milters, " \t,");
+	}
+	return problems;
+}
+
 /* Connect (non-blocking, within milter_timeout) and negotiate. */
 static void
 milter_start(struct milters *ms, struct milter *m)
@@ -1130,14 +1163,11 @@ refusal(enum verdict v)
 }
 
 struct milters *
-milter_open(const struct config *conf, const struct peer *peer, int fd,
-    enum verdict *vd, struct vreply *vr)
+milter_open(const struct config *conf, const struct peer *peer, enum verdict *vd,
+    struct vreply *vr)
 {
 	struct milters *ms;
 	const char *p = conf->milters;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	const char *env;
 
 	*vd = VD_CONTINUE;
 	memset(vr, 0, sizeof(*vr));
@@ -1177,15 +1207,8 @@ milter_open(const struct config *conf, const struct peer *peer, int fd,
 			ms->family = '6';
 		}
 		strlcpy(ms->client_addr, ip, sizeof(ms->client_addr));
-		if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-		    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
-			snprintf(ms->client_port, sizeof(ms->client_port), "%u",
-			    ntohs(ss.ss_family == AF_INET ?
-			    ((struct sockaddr_in *)&ss)->sin_port :
-			    ((struct sockaddr_in6 *)&ss)->sin6_port));
-		else if ((env = getenv("TCPREMOTEPORT")) != NULL && strlen(env) < 6 &&
-		    strspn(env, "0123456789") == strlen(env))
-			strlcpy(ms->client_port, env, sizeof(ms->client_port));
+		/* The peer's own port: the proxied client's behind a PROXY header. */
+		strlcpy(ms->client_port, peer->port, sizeof(ms->client_port));
 	}
 	if (ms->client_port[0] == '\0')
 		strlcpy(ms->client_port, "0", sizeof(ms->client_port));
@@ -1717,6 +1740,13 @@ milter_message(struct milters *ms, size_t i, int fd, uint64_t off, uint64_t end,
 	v = message_to(ms, m, r, off, binary, ed, vr);
 	free(r);
 	m->in_msg = false;
+	/*
+	 * A milter that failed partway (closed, timed out, broke the protocol
+	 * after some changes) gets none of them applied: all or nothing per
+	 * milter, whatever milter_default_action then decides.
+	 */
+	if (m->st != MS_OK)
+		edits_free(ed);
 	if (v == VD_DISCARD && ed->reason[0] == '\0')
 		snprintf(ed->reason, sizeof(ed->reason), "discarded by %s", m->spec);
 done:

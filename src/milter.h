@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "conf.h"
 #include "verdict.h"
@@ -24,11 +25,12 @@ struct peer;
 
 /*
  * Connect to every milter, negotiate, and send the connection (family
- * `U`nknown when the peer address is unknown, a pipe).  `fd` is the
- * client's socket (for {client_port}).  NULL when no milter is
- * configured; else *vd and *vr say what the connection stage decided.
+ * `U`nknown when the peer address is unknown, a pipe; {client_addr} and
+ * {client_port} from `peer`, the proxied client behind a PROXY header).
+ * NULL when no milter is configured; else *vd and *vr say what the
+ * connection stage decided.
  */
-struct milters *milter_open(const struct config *, const struct peer *, int fd,
+struct milters *milter_open(const struct config *, const struct peer *,
     enum verdict *vd, struct vreply *vr);
 
 /* STARTTLS is done: {tls_version} and {cipher} from tls_describe(). */
@@ -68,8 +70,14 @@ void milter_abort(struct milters *);
 /* The end of the connection: SMFIC_QUIT, close, free. */
 void milter_close(struct milters *);
 
-/* Is `spec` a milter address mailslot can use?  (for -t) */
+/* Is `spec` a milter address mailslot can use? */
 bool milter_spec_ok(const char *spec);
+
+/*
+ * Every entry of the `milters` key checked (a configuration error, for -t
+ * and the 421 4.3.5 at connect): the number of bad ones, each named on err.
+ */
+int milter_check(const char *milters, FILE *err);
 
 /*
  * For tests/fuzz/fuzz_milter.c: parse `len` octets as the packets a milter

@@ -125,6 +125,43 @@ teardown() { ms_teardown; }
 	assert_line "forward_command = $MS_DIR/fwd -i"
 }
 
+@test "-t: a malformed milters entry exits 100 naming it; a client gets 421 4.3.5" {
+	local bad
+	for bad in 'inet:localhost:8891' 'unix:run/milter.sock' 'inet:127.0.0.1:0' \
+	    'inet:127.0.0.1:65536' 'inet:127.0.0.1:x' 'inet6:::1:8891' 'tcp:127.0.0.1:8891'; do
+		run ms -t -o "milters=unix:/run/ok.sock $bad"
+		assert_equal "$status" 100
+		assert_output --partial "milters: \"$bad\" is not"
+		refute_output --partial 'unix:/run/ok.sock" is not'
+	done
+	run smtp_pipe 'EHLO c.example\r\nQUIT\r\n' -o 'milters=inet:localhost:8891'
+	assert_equal "$status" 100
+	assert_output --regexp '^421 4\.3\.5 mx\.test '
+	grep -qF 'inet:localhost:8891' "$MS_DIR/log"
+	# well-formed entries are accepted by -t whether or not a milter listens there
+	run ms -t -o 'milters=unix:/run/none.sock, inet:127.0.0.1:8891 inet6:[::1]:11332'
+	assert_success
+	assert_line 'milters = unix:/run/none.sock, inet:127.0.0.1:8891 inet6:[::1]:11332'
+}
+
+@test "-t: filter_command must name an executable file by its absolute path" {
+	printf '#!/bin/sh\nexit 0\n' >"$MS_DIR/flt"
+	chmod 644 "$MS_DIR/flt"
+	run ms -t -o "filter_command=$MS_DIR/flt --x"
+	assert_equal "$status" 100
+	assert_output --partial "filter_command: $MS_DIR/flt: not an executable file"
+	run ms -t -o 'filter_command=spamc -E'
+	assert_equal "$status" 100
+	assert_output --partial 'filter_command: "spamc" is not an absolute path'
+	run ms -t -o "filter_command=$MS_DIR/no-such-filter"
+	assert_equal "$status" 100
+	assert_output --partial "filter_command: $MS_DIR/no-such-filter: No such file"
+	chmod 755 "$MS_DIR/flt"
+	run ms -t -o "filter_command=$MS_DIR/flt --x"
+	assert_success
+	assert_line "filter_command = $MS_DIR/flt --x"
+}
+
 @test "-t: a catch-all maildir that cannot be created or written exits 100; -t creates nothing" {
 	run ms -t
 	assert_success

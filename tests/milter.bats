@@ -32,7 +32,7 @@ setup_file() {
 	echo $! >"$MT_DIR/raw.pid"
 	# Bounded wait for every socket.
 	local i s
-	for s in one two nr silent close garbage; do
+	for s in one two nr silent close garbage partial; do
 		for i in $(seq 1 100); do
 			[ -S "$MT_DIR/$s.sock" ] || [ -S "$MT_DIR/$s" ] && break
 			sleep 0.1
@@ -108,6 +108,10 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	TCPREMOTEIP=198.51.100.7 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	run seen one 'r["connect"][2] + " " + r["macros"]["{client_addr}"]'
 	assert_output "('198.51.100.7', 0) 198.51.100.7"
+	# the port the launcher (or a PROXY header) gave for the peer
+	TCPREMOTEIP=198.51.100.7 TCPREMOTEPORT=40123 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	run seen one 'r["connect"][2] + " " + r["macros"]["{client_port}"]'
+	assert_output "('198.51.100.7', 40123) 40123"
 }
 
 @test "helo: reject, tempfail and a custom two-line reply answer MAIL" {
@@ -200,10 +204,14 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	for m in '"j": "mx.test"' '"{daemon_name}": "mailslot"' '"v": "mailslot ' \
 	    '"_": "unknown [198.51.100.7]"' '"{client_addr}": "198.51.100.7"' \
 	    '"{client_port}": "0"' '"{client_name}": "unknown"' '"{client_ptr}": "unknown"' \
-	    "\"i\": \"$id\"" '"{mail_addr}": "a@b.example"' '"{rcpt_addr}": "bob@example.org"' \
-	    '"{auth_authen}": ""'; do
+	    "\"i\": \"$id\"" '"{mail_addr}": "a@b.example"' '"{rcpt_addr}": "bob@example.org"'; do
 		assert_output --partial "$m"
 	done
+	# no AUTH, no {auth_authen}: an empty one reads as a login to rspamd
+	refute_output --partial '{auth_authen}'
+	run seen one '" ".join(r["seen"]["mail"])'
+	assert_output --partial '{mail_addr}'
+	refute_output --partial '{auth_authen}'
 	run seen one '" ".join(r["seen"]["connect"])'
 	assert_output --partial '{client_addr}'
 }
@@ -258,6 +266,24 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	assert_line "221 2.0.0 $MS_HOST Service closing transmission channel"
 	grep -q 'error="bad reply code"' "$MS_DIR/log"
+}
+
+@test "a milter that fails after some changes: none of them is applied" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/partial" -o milter_default_action=accept)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	grep -q 'milter=unix:.*/partial error="closed by the milter" action=accept' "$MS_DIR/log"
+	run stored
+	assert_output --partial 'Return-Path: <a@b.example>'
+	assert_output --partial 'Subject: x'
+	refute_output --partial 'X-Partial'
+	refute_output --partial 'partial@example.net'
+	# tempfail (the default): refused, nothing stored
+	rm -f "$MS_MAILDIR"/new/*
+	MS_OPTS+=(-o milter_default_action=tempfail)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	assert_equal "$(ms_new_count)" 0
 }
 
 @test "two milters, in order: the first refusal wins, the second is not asked" {
@@ -315,6 +341,72 @@ X-Mode: ins0
 b"
 }
 
+@test "changes: an insert at index 0 goes above Received in a forwarded copy too" {
+	printf '#!/bin/sh\ncat >"%s"\n' "$MS_DIR/fwd.stdin" >"$MS_DIR/fwd"
+	chmod 755 "$MS_DIR/fwd"
+	printf 'fw: bob, someone@remote.example\n' >"$MS_DIR/aliases"
+	MS_OPTS+=(-o "aliases=$MS_DIR/aliases" -o "forward_command=$MS_DIR/fwd")
+	send_msg a@b.example fw@example.org 'X-Mode: ins0\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	run sed -E 's/ id [0-9]+\.[0-9A-Z.]+$/ id ID/' "$MS_DIR/fwd.stdin"
+	run ms_normalize_msg <<<"$output"
+	assert_output "Delivered-To: fw@example.org
+X-Ins0: at index 0
+Received: from c.example (unknown)
+	by mx.test (mailslot) with ESMTP id ID
+	for <fw@example.org>; DATE
+X-Test-Id: t$BATS_TEST_NUMBER
+X-Mode: ins0
+
+b"
+	run stored
+	assert_output --partial "$(printf 'Delivered-To: fw@example.org\nX-Ins0: at index 0\nReceived: ')"
+}
+
+# assert_binary_sizes FILE: S= the file's size, W= that plus one for every
+# LF without a CR before it (stored as sent under BINARYMIME).
+assert_binary_sizes() {
+	local name=${1##*/} want
+	[[ $name =~ ,S=([0-9]+),W=([0-9]+)$ ]] || fail "no S= and W= in $name"
+	want=$("$PY" - "$1" <<-'EOF'
+	import sys
+	d = open(sys.argv[1], "rb").read()
+	print(len(d), len(d) + sum(1 for i, b in enumerate(d) if b == 10 and (i == 0 or d[i - 1] != 13)))
+	EOF
+	)
+	assert_equal "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}" "$want"
+}
+
+@test "changes: header edits and a new body under BINARYMIME: stored as sent, W= right" {
+	local hdr body mode n opts
+	TID=t$BATS_TEST_NUMBER
+	printf '#!/bin/sh\ncat >/dev/null\necho "X-Filtered: yes"\n' >"$MS_DIR/flt"
+	chmod 755 "$MS_DIR/flt"
+	local base=("${MS_OPTS[@]}")
+	# one milter; then two and the filter command, each editing the last one's result
+	for opts in "milters=$ONE" "milters=$ONE $TWO|filter_command=$MS_DIR/flt"; do
+		MS_OPTS=("${base[@]}")
+		IFS='|' read -ra kv <<<"$opts"
+		for k in "${kv[@]}"; do MS_OPTS+=(-o "$k"); done
+		for mode in 'add ins1 chg del' 'order body' 'del' 'bodycr' 'ins0 chg body'; do
+			rm -f "$MS_MAILDIR"/new/*
+			# CRLF and bare-LF lines in the header and the body, a bare CR
+			# too; the empty line a bare LF (after a new body ending in a
+			# lone CR)
+			hdr="X-Test-Id: $TID\r\nX-Mode: $mode\r\nSubject: old\nX-Remove: gone\r\n\tfolded\n\n"
+			body="a\nb\r\nc\rd\r\n\n"
+			n=$(printf "$hdr$body" | wc -c)
+			run smtp_pipe "EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\nRCPT TO:<bob@example.org>\r\nBDAT $n LAST\r\n$hdr${body}QUIT\r\n"
+			assert_line --partial "250 2.0.0 queued as"
+			assert_binary_sizes "$(ms_new_file)"
+		done
+	done
+	run grep -c '^X-Filtered: yes$' "$(ms_new_file)"
+	assert_output 1
+	run grep -c 'new body line' "$(ms_new_file)"
+	assert_output 2
+}
+
 @test "changes: the body replaced, in two pieces, stored with LF" {
 	send_msg a@b.example bob@example.org 'X-Mode: body\r\nSubject: s\r\n' 'old body\r\n'
 	assert_line --partial "250 2.0.0 queued as"
@@ -357,4 +449,23 @@ b"
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	run stored
 	assert_output --partial 'X-Noreply: nr'
+}
+
+@test "LMTP: a milter's RCPT verdict stays that recipient's; its end-of-body refusal, once per recipient" {
+	MS_OPTS+=(-o protocol=lmtp)
+	TID=t$BATS_TEST_NUMBER
+	run smtp_pipe "LHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<reject-rcpt@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\nX-Test-Id: $TID\r\nSubject: x\r\n\r\nb\r\n.\r\nQUIT\r\n"
+	assert_equal "$(nth 5)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	# Two recipients accepted: two replies after the data, none for the refused one.
+	[[ "$(nth 8)" =~ ^250\ 2\.0\.0\ \<bob@example\.org\>:\ queued\ as\  ]]
+	[[ "$(nth 9)" =~ ^250\ 2\.0\.0\ \<carol@example\.org\>:\ queued\ as\  ]]
+	[[ "$(nth 10)" =~ ^221\  ]]
+	assert_equal "$(ms_new_count)" 1
+	# A custom two-line reject at the end of the body: the whole reply, once per recipient.
+	TID=t${BATS_TEST_NUMBER}b
+	run smtp_pipe "LHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\nX-Test-Id: $TID\r\nX-Mode: custom\r\n\r\nb\r\n.\r\nQUIT\r\n"
+	assert_equal "$(nth 7)" "$(printf '550-5.7.9 not this one\n550 5.7.9 nor any other')"
+	assert_equal "$(nth 8)" "$(printf '550-5.7.9 not this one\n550 5.7.9 nor any other')"
+	[[ "$(nth 9)" =~ ^221\  ]]
+	assert_equal "$(ms_new_count)" 1
 }

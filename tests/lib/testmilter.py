@@ -8,7 +8,9 @@
 #                                           SOCKETDIR/silent never answers,
 #                                           SOCKETDIR/close closes at DATA,
 #                                           SOCKETDIR/garbage answers MAIL with
-#                                           a packet no milter may send
+#                                           a packet no milter may send,
+#                                           SOCKETDIR/partial sends two changes
+#                                           at the end of body, then closes
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -18,7 +20,7 @@
 #   RCPT to reject-rcpt@, tempfail-rcpt@
 #   end of body, by the header "X-Mode: WORD [WORD...]": reject tempfail
 #        custom discard quarantine accept add ins0 ins1 chg del body
-#        addrcpt delrcpt chgfrom order
+#        bodycr addrcpt delrcpt chgfrom order
 # At the end of body it writes OUTDIR/<X-Test-Id>.json: the macros, the
 # headers and the body (latin-1) as it saw them.
 import json
@@ -163,6 +165,8 @@ def pymilter(kind, name, sock, outdir):
             if 'body' in m:
                 self.replacebody(b'new body line 1\r\n')
                 self.replacebody(b'new body line 2\r\n')
+            if 'bodycr' in m:
+                self.replacebody(b'ends in a lone CR\r')
             if 'addrcpt' in m:
                 self.addrcpt('<carol@example.org>')
             if 'delrcpt' in m:
@@ -263,13 +267,18 @@ def raw(sockdir):
                 if mode == 'silent' or cmd in (b'D', b'A'):
                     continue
                 if cmd == b'O':
-                    send(conn, b'O', struct.pack('>III', 6, 0, 0))
+                    send(conn, b'O', struct.pack('>III', 6,
+                                                 0x1ff if mode == 'partial' else 0, 0))
                 elif cmd == b'Q':
                     return
                 elif mode == 'close' and cmd == b'T':
                     return
                 elif mode == 'garbage' and cmd == b'M':
                     send(conn, b'y', b'hello\x00')	# not a reply code
+                elif mode == 'partial' and cmd == b'E':
+                    send(conn, b'h', b'X-Partial\x00half done\x00')
+                    send(conn, b'e', b'<partial@example.net>\x00')
+                    return	# closed before its verdict
                 else:
                     send(conn, b'c')
 
@@ -283,7 +292,7 @@ def raw(sockdir):
             conn, _ = s.accept()
             threading.Thread(target=serve, args=(mode, conn), daemon=True).start()
 
-    for mode in ('silent', 'close', 'garbage'):
+    for mode in ('silent', 'close', 'garbage', 'partial'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
