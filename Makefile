@@ -108,6 +108,11 @@ TEST_DEPS += spamassassin spamc spamd
 # tests/proxy-haproxy.bats: two mailslot hosts behind a real HAProxy.
 TEST_DEPS += haproxy
 
+# tests/lmtp-postfix.bats: a private Postfix instance as the LMTP client.
+# The package is an MTA: on a machine that has another (exim4), apt-get
+# replaces it.
+TEST_DEPS += postfix
+
 # Installation.  No root needed with DESTDIR (a staging tree).  The binary
 # reads /etc/mailslot/mailslot.conf by default; with another SYSCONFDIR the
 # installed service passes -f.
