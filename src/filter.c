@@ -28,6 +28,7 @@
 
 #include "edit.h"
 #include "filter.h"
+#include "io.h"
 #include "log.h"
 
 #define FILTER_PATH	"PATH=/usr/local/bin:/usr/bin:/bin"
@@ -264,6 +265,7 @@ filter_run(const struct config *c, struct delivery *d, const struct filter_env *
 	int in[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 }, pidfd = -1;
 	int status = 0;
 	bool out_open = true, err_open = true, exited = false, timedout = false, cut = false;
+	bool term = false;
 	bool errcut = false;
 	long long deadline = now_ms() + c->filter_timeout * 1000;
 	enum verdict v = VD_TEMPFAIL;
@@ -337,6 +339,10 @@ filter_run(const struct config *c, struct delivery *d, const struct filter_env *
 			timedout = true;
 			break;
 		}
+		if (io_terminate) {	/* SIGTERM: the session says 421 */
+			term = true;
+			break;
+		}
 		if (f.fd != -1) {
 			ifd = (int)np;
 			pfd[np++] = (struct pollfd){ .fd = f.fd, .events = POLLOUT };
@@ -385,7 +391,7 @@ filter_run(const struct config *c, struct delivery *d, const struct filter_env *
 		kill(pid, SIGKILL);
 		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
 			;
-		what = timedout ? "timeout" : "failed";
+		what = timedout ? "timeout" : term ? "shutdown" : "failed";
 	} else if (WIFEXITED(status)) {
 		switch (WEXITSTATUS(status)) {
 		case 0:

@@ -1054,6 +1054,17 @@ filter_message(struct session *s)
 			v = fv;
 		edits_free(&ed);
 	}
+	/*
+	 * SIGTERM while a filter judged: the filter was given up (a milter
+	 * closed, the command's group killed); the client hears 421, not
+	 * what the filter's absence made of it, and nothing is stored.
+	 */
+	if (io_terminate) {
+		reply(s, RP_SHUTDOWN, "shutting down");
+		s->done = true;
+		txn_free(s);
+		return false;
+	}
 	if (reply_verdict(s, v, &vr)) {
 		txn_free(s);
 		return false;

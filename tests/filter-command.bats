@@ -191,6 +191,23 @@ wait"
 	assert_equal "$(ms_new_count)" 0
 }
 
+@test "SIGTERM while the filter runs: 421 at once, the filter killed, nothing stored" {
+	# filter_timeout is longer than the client waits: only the signal can end it.
+	filter "echo \$\$ >'$MS_DIR/pid'
+exec sleep 300"
+	MS_OPTS+=(-o filter_timeout=60)
+	run smtp_exec --send "${EMR}DATA\r\n" --wait '354 ' --send "${MSG}.\r\n" --pause 0.5 \
+		--signal TERM
+	assert_success
+	assert_line --index -1 --regexp '^421 4\.3\.2 mx\.test '
+	assert_equal "$(ms_report closed)" yes
+	assert_equal "$(ms_report exit)" 0
+	assert_equal "$(ms_new_count)" 0
+	[ -f "$MS_DIR/pid" ] || fail "the filter did not start"
+	run kill -0 "$(cat "$MS_DIR/pid")"
+	assert_failure
+}
+
 @test "a filter that exits 0 without reading a 1 MB message: stored" {
 	filter 'exit 0'
 	python3 -c '

@@ -32,7 +32,7 @@ setup_file() {
 	echo $! >"$MT_DIR/raw.pid"
 	# Bounded wait for every socket.
 	local i s
-	for s in one two nr silent close garbage partial; do
+	for s in one two nr silent close garbage partial progress trickle stall; do
 		for i in $(seq 1 100); do
 			[ -S "$MT_DIR/$s.sock" ] || [ -S "$MT_DIR/$s" ] && break
 			sleep 0.1
@@ -242,6 +242,37 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	assert_line --partial "250 2.0.0 queued as"
 	assert_equal "$(ms_new_count)" 1
+}
+
+@test "SMFIR_PROGRESS does not extend milter_timeout: the whole reply is bounded" {
+	# The milter says "in progress" every 0.25 s for 10 s, then continue:
+	# within milter_timeout=1 it never gave its verdict.
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/progress" -o milter_timeout=1)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	grep -q 'event=milter milter=unix:.*/progress error="timeout.*action=tempfail' "$MS_DIR/log"
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "a reply sent one octet at a time does not extend milter_timeout" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/trickle" -o milter_timeout=1)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	grep -q 'event=milter milter=unix:.*/trickle error="timeout.*action=tempfail' "$MS_DIR/log"
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "SIGTERM while a milter judges the message: 421 at once, nothing stored" {
+	# milter_timeout is longer than the client waits: only the signal can end it.
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/stall" -o milter_timeout=60 -o milter_default_action=accept)
+	run smtp_exec --send "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n" \
+		--wait '354 ' --send 'Subject: x\r\n\r\nb\r\n.\r\n' --pause 0.5 --signal TERM
+	assert_success
+	assert_line --partial '421 4.3.2'
+	refute_line --partial '250 2.0.0 queued'
+	assert_equal "$(ms_report closed)" yes
+	assert_equal "$(ms_report exit)" 0
+	assert_equal "$(ms_new_count)" 0
 }
 
 @test "a milter that is not there: the default action, logged" {

@@ -10,7 +10,15 @@
 #                                           SOCKETDIR/garbage answers MAIL with
 #                                           a packet no milter may send,
 #                                           SOCKETDIR/partial sends two changes
-#                                           at the end of body, then closes
+#                                           at the end of body, then closes,
+#                                           SOCKETDIR/progress answers the end
+#                                           of body with SMFIR_PROGRESS every
+#                                           0.25 s for 10 s, then CONTINUE,
+#                                           SOCKETDIR/trickle sends its CONTINUE
+#                                           to the end of body one octet every
+#                                           0.4 s,
+#                                           SOCKETDIR/stall never answers the
+#                                           end of body (but reads on)
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -29,6 +37,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 MACROS = ['j', '{daemon_name}', 'v', '_', '{client_addr}', '{client_port}',
           '{client_name}', '{client_ptr}', 'i', '{mail_addr}', '{rcpt_addr}',
@@ -275,12 +284,29 @@ def raw(sockdir):
                     return
                 elif mode == 'garbage' and cmd == b'M':
                     send(conn, b'y', b'hello\x00')	# not a reply code
+                elif mode == 'progress' and cmd == b'E':
+                    for _ in range(40):
+                        send(conn, b'p')
+                        time.sleep(0.25)
+                    send(conn, b'c')
+                elif mode == 'trickle' and cmd == b'E':
+                    for b in struct.pack('>I', 1) + b'c':
+                        conn.sendall(bytes([b]))
+                        time.sleep(0.4)
+                elif mode == 'stall' and cmd == b'E':
+                    continue
                 elif mode == 'partial' and cmd == b'E':
                     send(conn, b'h', b'X-Partial\x00half done\x00')
                     send(conn, b'e', b'<partial@example.net>\x00')
                     return	# closed before its verdict
                 else:
                     send(conn, b'c')
+
+    def serve_quietly(mode, conn):
+        try:
+            serve(mode, conn)
+        except OSError:
+            pass	# mailslot gave up on it: what this mode is for
 
     def listen(mode):
         path = os.path.join(sockdir, mode)
@@ -290,9 +316,9 @@ def raw(sockdir):
         s.listen(16)
         while True:
             conn, _ = s.accept()
-            threading.Thread(target=serve, args=(mode, conn), daemon=True).start()
+            threading.Thread(target=serve_quietly, args=(mode, conn), daemon=True).start()
 
-    for mode in ('silent', 'close', 'garbage', 'partial'):
+    for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
