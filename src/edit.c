@@ -198,7 +198,8 @@ edit_message(struct msg *out, struct msg *in, const struct rcvd_at *in_at,
 		if ((line[0] == ' ' || line[0] == '\t') && nitems > 0) {
 			items[nitems - 1].n += ll;
 		} else if (is_field(line, ll)) {
-			if (nitems == EDIT_MAX_FIELDS) {
+			/* >=: the Received item may have been added with the field before. */
+			if (nitems >= EDIT_MAX_FIELDS) {
 				fail(why, whysize, "too many header fields");
 				goto out;
 			}

@@ -32,7 +32,7 @@ setup_file() {
 	echo $! >"$MT_DIR/raw.pid"
 	# Bounded wait for every socket.
 	local i s
-	for s in one two nr silent close garbage partial progress trickle stall; do
+	for s in one two nr silent close garbage partial progress trickle stall above; do
 		for i in $(seq 1 100); do
 			[ -S "$MT_DIR/$s.sock" ] || [ -S "$MT_DIR/$s" ] && break
 			sleep 0.1
@@ -272,6 +272,19 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	refute_line --partial '250 2.0.0 queued'
 	assert_equal "$(ms_report closed)" yes
 	assert_equal "$(ms_report exit)" 0
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "changes: fields inserted above Received up to the field bound: refused, not overrun" {
+	# 21 milters (one, 21 times): the first 20 put 19999 fields above
+	# mailslot's Received; the message then has 20001 fields, past
+	# EDIT_MAX_FIELDS, when the last one's change is applied.
+	local i all=
+	for i in $(seq 21); do all+="unix:$MT_DIR/above "; done
+	MS_OPTS+=(-o "milters=$all" -o milter_timeout=30)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	grep -q 'event=error op=filter-edit id=.* error="too many header fields"' "$MS_DIR/log"
 	assert_equal "$(ms_new_count)" 0
 }
 

@@ -18,7 +18,11 @@
 #                                           to the end of body one octet every
 #                                           0.4 s,
 #                                           SOCKETDIR/stall never answers the
-#                                           end of body (but reads on)
+#                                           end of body (but reads on),
+#                                           SOCKETDIR/above inserts X-A fields at
+#                                           index 0 (above Received) until the
+#                                           message has 19999, at most 1000 a
+#                                           message; once there, replaces the body
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -268,6 +272,7 @@ def raw(sockdir):
         conn.sendall(struct.pack('>I', len(data) + 1) + cmd + data)
 
     def serve(mode, conn):
+        above = 0
         with conn:
             while True:
                 cmd, data = packet(conn)
@@ -275,9 +280,21 @@ def raw(sockdir):
                     return
                 if mode == 'silent' or cmd in (b'D', b'A'):
                     continue
+                if mode == 'above' and cmd == b'L':
+                    above += data.split(b'\x00')[0] == b'X-A'
+                    continue	# SMFIP_NR_HDR
                 if cmd == b'O':
                     send(conn, b'O', struct.pack('>III', 6,
-                                                 0x1ff if mode == 'partial' else 0, 0))
+                                                 0x1ff if mode in ('partial', 'above') else 0,
+                                                 0x80 if mode == 'above' else 0))
+                elif mode == 'above' and cmd == b'E':
+                    n = min(1000, 19999 - above)
+                    for _ in range(n):
+                        send(conn, b'i', struct.pack('>I', 0) + b'X-A\x00x\x00')
+                    if n == 0:
+                        send(conn, b'b', b'new body\r\n')
+                    send(conn, b'c')
+                    above = 0
                 elif cmd == b'Q':
                     return
                 elif mode == 'close' and cmd == b'T':
@@ -318,7 +335,8 @@ def raw(sockdir):
             conn, _ = s.accept()
             threading.Thread(target=serve_quietly, args=(mode, conn), daemon=True).start()
 
-    for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall'):
+    for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall',
+                 'above'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
