@@ -403,6 +403,9 @@ reply_verdict(struct session *s, enum verdict v, const struct vreply *vr)
 		return false;
 	if (vr != NULL && vr->code / 100 == want && vr->text[0] != '\0') {
 		reply_own(s, vr, want == 5 ? "5.7.1" : "4.7.1");
+		/* 421 closes the channel (RFC 5321 3.8): the session ends, as Postfix ends it. */
+		if (vr->code == 421)
+			s->done = true;
 		return true;
 	}
 	if (v == VD_TEMPFAIL)

@@ -32,7 +32,7 @@ setup_file() {
 	echo $! >"$MT_DIR/raw.pid"
 	# Bounded wait for every socket.
 	local i s
-	for s in one two nr silent close garbage partial progress trickle stall above; do
+	for s in one two nr silent close garbage partial progress trickle stall above r421; do
 		for i in $(seq 1 100); do
 			[ -S "$MT_DIR/$s.sock" ] || [ -S "$MT_DIR/$s" ] && break
 			sleep 0.1
@@ -285,6 +285,15 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	grep -q 'event=error op=filter-edit id=.* error="too many header fields"' "$MS_DIR/log"
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "a milter's own 421 reply closes the session, as 421 says" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/r421")
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 3)" "421 4.7.0 closing this one"
+	assert_equal "$(nth 4)" ""
+	refute_line --partial '221 '
 	assert_equal "$(ms_new_count)" 0
 }
 

@@ -22,7 +22,9 @@
 #                                           SOCKETDIR/above inserts X-A fields at
 #                                           index 0 (above Received) until the
 #                                           message has 19999, at most 1000 a
-#                                           message; once there, replaces the body
+#                                           message; once there, replaces the body,
+#                                           SOCKETDIR/r421 answers MAIL with its own
+#                                           421 reply
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -299,6 +301,8 @@ def raw(sockdir):
                     return
                 elif mode == 'close' and cmd == b'T':
                     return
+                elif mode == 'r421' and cmd == b'M':
+                    send(conn, b'y', b'421 4.7.0 closing this one\x00')
                 elif mode == 'garbage' and cmd == b'M':
                     send(conn, b'y', b'hello\x00')	# not a reply code
                 elif mode == 'progress' and cmd == b'E':
@@ -336,7 +340,7 @@ def raw(sockdir):
             threading.Thread(target=serve_quietly, args=(mode, conn), daemon=True).start()
 
     for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall',
-                 'above'):
+                 'above', 'r421'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
