@@ -192,7 +192,7 @@ struct exchange {
 	struct vreply	*vr;
 	bool		 quarantine, skip, binary, body_cr;
 	int		 body_fd;		/* a REPLBODY under way, -1 none */
-	uint64_t	 body_len;
+	uint64_t	 body_len, body_max;	/* its octets as sent, and their bound */
 	const char	*why;			/* a protocol error, for the log */
 	/* the negotiation's answer */
 	uint32_t	 version, n_actions, n_proto;
@@ -381,7 +381,7 @@ body_piece(struct exchange *x, const char *p, size_t n)
 		}
 		x->body_len = 0;
 	}
-	if (n > MILTER_MAX_BODY || x->body_len > (uint64_t)4 * MILTER_MAX_BODY * 16) {
+	if (n > MILTER_MAX_BODY || n > x->body_max - x->body_len) {
 		x->why = "new body too large";
 		return P_ERR;
 	}
@@ -635,6 +635,7 @@ exchange_init(struct exchange *x, int stage, uint32_t actions, uint32_t proto,
 	x->ed = ed;
 	x->vr = vr;
 	x->body_fd = -1;
+	x->body_max = (uint64_t)4 * MILTER_MAX_BODY * 16;
 	if (vr != NULL)
 		memset(vr, 0, sizeof(*vr));
 }
@@ -1702,6 +1703,9 @@ message_to(struct milters *ms, struct milter *m, struct reader *r, uint64_t off,
 	}
 	exchange_init(&x, ST_EOM, m->actions, m->proto, ed, vr);
 	x.binary = binary;
+	/* A new body is no larger than a client may send (as sent, CRLF). */
+	if (ms->conf->max_message_size < x.body_max)
+		x.body_max = ms->conf->max_message_size;
 	res = read_replies(ms, m, &x);
 	if (res != -1 && body_end(&x) == -1) {
 		fail(ms, m, "cannot keep the new body", errno);

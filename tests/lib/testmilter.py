@@ -24,7 +24,9 @@
 #                                           message has 19999, at most 1000 a
 #                                           message; once there, replaces the body,
 #                                           SOCKETDIR/r421 answers MAIL with its own
-#                                           421 reply
+#                                           421 reply,
+#                                           SOCKETDIR/bigbody replaces the body with
+#                                           3 pieces of 64 KiB
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -287,7 +289,7 @@ def raw(sockdir):
                     continue	# SMFIP_NR_HDR
                 if cmd == b'O':
                     send(conn, b'O', struct.pack('>III', 6,
-                                                 0x1ff if mode in ('partial', 'above') else 0,
+                                                 0x1ff if mode in ('partial', 'above', 'bigbody') else 0,
                                                  0x80 if mode == 'above' else 0))
                 elif mode == 'above' and cmd == b'E':
                     n = min(1000, 19999 - above)
@@ -301,6 +303,10 @@ def raw(sockdir):
                     return
                 elif mode == 'close' and cmd == b'T':
                     return
+                elif mode == 'bigbody' and cmd == b'E':
+                    for _ in range(3):
+                        send(conn, b'b', (b'x' * 1022 + b'\r\n') * 64)
+                    send(conn, b'c')
                 elif mode == 'r421' and cmd == b'M':
                     send(conn, b'y', b'421 4.7.0 closing this one\x00')
                 elif mode == 'garbage' and cmd == b'M':
@@ -340,7 +346,7 @@ def raw(sockdir):
             threading.Thread(target=serve_quietly, args=(mode, conn), daemon=True).start()
 
     for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall',
-                 'above', 'r421'):
+                 'above', 'r421', 'bigbody'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
