@@ -26,7 +26,9 @@
 #                                           SOCKETDIR/r421 answers MAIL with its own
 #                                           421 reply,
 #                                           SOCKETDIR/bigbody replaces the body with
-#                                           3 pieces of 64 KiB
+#                                           3 pieces of 64 KiB,
+#                                           SOCKETDIR/bighdrs adds 40 fields of
+#                                           60000 octets each
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -289,7 +291,7 @@ def raw(sockdir):
                     continue	# SMFIP_NR_HDR
                 if cmd == b'O':
                     send(conn, b'O', struct.pack('>III', 6,
-                                                 0x1ff if mode in ('partial', 'above', 'bigbody') else 0,
+                                                 0x1ff if mode in ('partial', 'above', 'bigbody', 'bighdrs') else 0,
                                                  0x80 if mode == 'above' else 0))
                 elif mode == 'above' and cmd == b'E':
                     n = min(1000, 19999 - above)
@@ -306,6 +308,10 @@ def raw(sockdir):
                 elif mode == 'bigbody' and cmd == b'E':
                     for _ in range(3):
                         send(conn, b'b', (b'x' * 1022 + b'\r\n') * 64)
+                    send(conn, b'c')
+                elif mode == 'bighdrs' and cmd == b'E':
+                    for i in range(40):
+                        send(conn, b'h', b'X-Big%d\x00' % i + b'v' * 60000 + b'\x00')
                     send(conn, b'c')
                 elif mode == 'r421' and cmd == b'M':
                     send(conn, b'y', b'421 4.7.0 closing this one\x00')
@@ -346,7 +352,7 @@ def raw(sockdir):
             threading.Thread(target=serve_quietly, args=(mode, conn), daemon=True).start()
 
     for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall',
-                 'above', 'r421', 'bigbody'):
+                 'above', 'r421', 'bigbody', 'bighdrs'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
