@@ -115,8 +115,18 @@ field_text(const char *name, const char *value, size_t *len)
 	*o++ = ':';
 	if (*value != ' ' && *value != '\t')
 		*o++ = ' ';
-	while (vn > 0 && (value[vn - 1] == '\n' || value[vn - 1] == '\r'))
-		vn--;
+	/* Line breaks at the end, and last lines of white space alone: no white line. */
+	for (;;) {
+		size_t w = vn;
+
+		while (w > 0 && (value[w - 1] == ' ' || value[w - 1] == '\t'))
+			w--;
+		if (w == 0 || (value[w - 1] != '\n' && value[w - 1] != '\r'))
+			break;
+		vn = w;
+		while (vn > 0 && (value[vn - 1] == '\n' || value[vn - 1] == '\r'))
+			vn--;
+	}
 	for (size_t i = 0; i < vn; i++) {
 		if (value[i] == '\r' && value[i + 1] == '\n')
 			continue;

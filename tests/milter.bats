@@ -32,7 +32,7 @@ setup_file() {
 	echo $! >"$MT_DIR/raw.pid"
 	# Bounded wait for every socket.
 	local i s
-	for s in one two nr silent close garbage partial progress trickle stall above r421 bigbody bighdrs; do
+	for s in one two nr silent close garbage partial progress trickle stall above r421 bigbody bighdrs wsval; do
 		for i in $(seq 1 100); do
 			[ -S "$MT_DIR/$s.sock" ] || [ -S "$MT_DIR/$s" ] && break
 			sleep 0.1
@@ -311,6 +311,14 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
 	grep -q 'event=milter milter=unix:.*/bighdrs error="too many changes" action=tempfail' "$MS_DIR/log"
 	assert_equal "$(ms_new_count)" 0
+}
+
+@test "changes: a value ending in a fold of white space alone leaves no white line in the header" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/wsval")
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	run stored
+	assert_output --partial "$(printf 'Subject: x\nX-White: a\n\nb')"
 }
 
 @test "a milter that is not there: the default action, logged" {

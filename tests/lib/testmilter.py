@@ -28,7 +28,9 @@
 #                                           SOCKETDIR/bigbody replaces the body with
 #                                           3 pieces of 64 KiB,
 #                                           SOCKETDIR/bighdrs adds 40 fields of
-#                                           60000 octets each
+#                                           60000 octets each,
+#                                           SOCKETDIR/wsval adds a field whose value
+#                                           ends in a fold of white space alone
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -291,7 +293,8 @@ def raw(sockdir):
                     continue	# SMFIP_NR_HDR
                 if cmd == b'O':
                     send(conn, b'O', struct.pack('>III', 6,
-                                                 0x1ff if mode in ('partial', 'above', 'bigbody', 'bighdrs') else 0,
+                                                 0x1ff if mode in ('partial', 'above', 'bigbody', 'bighdrs',
+                                                                 'wsval') else 0,
                                                  0x80 if mode == 'above' else 0))
                 elif mode == 'above' and cmd == b'E':
                     n = min(1000, 19999 - above)
@@ -312,6 +315,9 @@ def raw(sockdir):
                 elif mode == 'bighdrs' and cmd == b'E':
                     for i in range(40):
                         send(conn, b'h', b'X-Big%d\x00' % i + b'v' * 60000 + b'\x00')
+                    send(conn, b'c')
+                elif mode == 'wsval' and cmd == b'E':
+                    send(conn, b'h', b'X-White\x00a\r\n \t\x00')
                     send(conn, b'c')
                 elif mode == 'r421' and cmd == b'M':
                     send(conn, b'y', b'421 4.7.0 closing this one\x00')
@@ -352,7 +358,7 @@ def raw(sockdir):
             threading.Thread(target=serve_quietly, args=(mode, conn), daemon=True).start()
 
     for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall',
-                 'above', 'r421', 'bigbody', 'bighdrs'):
+                 'above', 'r421', 'bigbody', 'bighdrs', 'wsval'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
