@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "edit.h"
 #include "io.h"
 #include "log.h"
 #include "milter.h"
@@ -253,7 +254,8 @@ value_ok(const char *s)
 		else if (c == 0x7f)
 			return false;
 	}
-	return true;
+	/* and what the delivery takes: no fold of white space alone but the last */
+	return edit_value_ok(s);
 }
 
 /* An address from a milter, brackets taken off; NULL when unusable. */

@@ -32,7 +32,7 @@ setup_file() {
 	echo $! >"$MT_DIR/raw.pid"
 	# Bounded wait for every socket.
 	local i s
-	for s in one two nr silent close garbage partial progress trickle stall above r421 bigbody bighdrs wsval; do
+	for s in one two nr silent close garbage partial progress trickle stall above r421 bigbody bighdrs wsval wsmid; do
 		for i in $(seq 1 100); do
 			[ -S "$MT_DIR/$s.sock" ] || [ -S "$MT_DIR/$s" ] && break
 			sleep 0.1
@@ -319,6 +319,15 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	assert_line --partial "250 2.0.0 queued as"
 	run stored
 	assert_output --partial "$(printf 'Subject: x\nX-White: a\n\nb')"
+}
+
+@test "changes: a value with a fold of white space alone inside is the milter's protocol error" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/wsmid" -o milter_default_action=accept)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	grep -q 'event=milter milter=unix:.*/wsmid error="bad header change" action=accept' "$MS_DIR/log"
+	run stored
+	refute_output --partial 'X-Mid'
 }
 
 @test "a milter that is not there: the default action, logged" {

@@ -30,7 +30,9 @@
 #                                           SOCKETDIR/bighdrs adds 40 fields of
 #                                           60000 octets each,
 #                                           SOCKETDIR/wsval adds a field whose value
-#                                           ends in a fold of white space alone
+#                                           ends in a fold of white space alone,
+#                                           SOCKETDIR/wsmid one with such a fold
+#                                           inside it
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -294,7 +296,7 @@ def raw(sockdir):
                 if cmd == b'O':
                     send(conn, b'O', struct.pack('>III', 6,
                                                  0x1ff if mode in ('partial', 'above', 'bigbody', 'bighdrs',
-                                                                 'wsval') else 0,
+                                                                 'wsval', 'wsmid') else 0,
                                                  0x80 if mode == 'above' else 0))
                 elif mode == 'above' and cmd == b'E':
                     n = min(1000, 19999 - above)
@@ -318,6 +320,9 @@ def raw(sockdir):
                     send(conn, b'c')
                 elif mode == 'wsval' and cmd == b'E':
                     send(conn, b'h', b'X-White\x00a\r\n \t\x00')
+                    send(conn, b'c')
+                elif mode == 'wsmid' and cmd == b'E':
+                    send(conn, b'h', b'X-Mid\x00a\r\n \r\n\tb\x00')
                     send(conn, b'c')
                 elif mode == 'r421' and cmd == b'M':
                     send(conn, b'y', b'421 4.7.0 closing this one\x00')
@@ -358,7 +363,7 @@ def raw(sockdir):
             threading.Thread(target=serve_quietly, args=(mode, conn), daemon=True).start()
 
     for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall',
-                 'above', 'r421', 'bigbody', 'bighdrs', 'wsval'):
+                 'above', 'r421', 'bigbody', 'bighdrs', 'wsval', 'wsmid'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
