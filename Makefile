@@ -122,7 +122,7 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
 	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	    $(DESTDIR)$(SYSCONFDIR)/mailslot $(DESTDIR)$(DOCDIR)/contrib/tcpserver \
-	    $(DESTDIR)$(DOCDIR)/contrib/s6
+	    $(DESTDIR)$(DOCDIR)/contrib/s6 $(DESTDIR)$(DOCDIR)/contrib/tcpserver-lmtp
 	$(INSTALL) -m 755 $(PROG) $(DESTDIR)$(SBINDIR)/mailslot
 	$(INSTALL) -m 644 man/mailslot.8 $(DESTDIR)$(MANDIR)/man8/mailslot.8
 	$(INSTALL) -m 644 man/mailslot.conf.5 $(DESTDIR)$(MANDIR)/man5/mailslot.conf.5
@@ -130,6 +130,10 @@ install: all
 	sed 's|^ExecStart=/usr/sbin/mailslot$$|ExecStart=$(SBINDIR)/mailslot$(CONF_ARG)|' \
 	    units/mailslot@.service >$(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service
 	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service
+	$(INSTALL) -m 644 units/mailslot-lmtp.socket $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp.socket
+	sed 's|^ExecStart=/usr/sbin/mailslot |ExecStart=$(SBINDIR)/mailslot$(CONF_ARG) |' \
+	    units/mailslot-lmtp@.service >$(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp@.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp@.service
 	$(INSTALL) -m 644 units/mailslot.sysusers $(DESTDIR)$(SYSUSERSDIR)/mailslot.conf
 	$(INSTALL) -m 644 units/mailslot.tmpfiles $(DESTDIR)$(TMPFILESDIR)/mailslot.conf
 	@# An existing configuration is the administrator's: never overwritten.
@@ -140,6 +144,7 @@ install: all
 	$(INSTALL) -m 755 contrib/tcpserver/run contrib/tcpserver/log-run \
 	    $(DESTDIR)$(DOCDIR)/contrib/tcpserver/
 	$(INSTALL) -m 755 contrib/s6/run $(DESTDIR)$(DOCDIR)/contrib/s6/
+	$(INSTALL) -m 755 contrib/tcpserver-lmtp/run $(DESTDIR)$(DOCDIR)/contrib/tcpserver-lmtp/
 	$(INSTALL) -m 755 contrib/mailslot-spamc $(DESTDIR)$(DOCDIR)/contrib/
 	@if [ -z "$(DESTDIR)" ]; then \
 		echo "next: systemd-sysusers; systemd-tmpfiles --create;" \
@@ -151,6 +156,8 @@ uninstall:
 	    $(DESTDIR)$(MANDIR)/man8/mailslot.8 $(DESTDIR)$(MANDIR)/man5/mailslot.conf.5 \
 	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot.socket \
 	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot@.service \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp.socket \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/mailslot-lmtp@.service \
 	    $(DESTDIR)$(SYSUSERSDIR)/mailslot.conf $(DESTDIR)$(TMPFILESDIR)/mailslot.conf
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@# The configuration goes only when it is still the example.

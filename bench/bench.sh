@@ -12,7 +12,10 @@
 # Environment: BENCH_QUICK=1 (small N), BENCH_ROUNDS, BENCH_PORT (first
 # port tried), BENCH_TMP (where the Maildirs go; the file system under
 # test), BENCH_KEEP=1 (keep the work directory), MAILSLOT (the binary),
-# BENCH_ONLY=vi (that row alone: the no-op milter against none).
+# BENCH_ONLY=vi (that row alone: the no-op milter against none),
+# BENCH_DELETE=N (make and delete N files on the same file system just
+# before each measured run, for mailslot and the floor alike: a mail host
+# whose users expunge mail).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +35,10 @@ if [ "$ROUNDS" -lt 3 ]; then
 	exit 64
 fi
 RCPTS4=10
+DELETE=${BENCH_DELETE:-0}
+case $DELETE in
+''|*[!0-9]*)	echo "bench: BENCH_DELETE=$DELETE: a number of files" >&2; exit 64 ;;
+esac
 LIMIT=${BENCH_LIMIT:-900}	# seconds, for any one load run
 
 for tool in "$LAUNCH" valgrind; do
@@ -128,6 +135,17 @@ load_args() {
 	esac
 }
 
+# BENCH_DELETE: $DELETE files made, synced and deleted in the work
+# directory's file system (ext4 then searches past their inodes on every
+# create for a while: recently_deleted() in ialloc.c).
+churn() {
+	[ "$DELETE" -gt 0 ] || return 0
+	mkdir -p "$work/churn"
+	(cd "$work/churn" && seq -f 'f%.0f' 1 "$DELETE" | xargs touch)
+	sync
+	rm -rf "$work/churn"
+}
+
 # run WORKLOAD PROG TAG [SESSIONS] [WRAPFILE]: one load run into fresh
 # Maildirs; appends "workload prog tag key=value..." to $work/results.
 # Each run has its own directory, kept to the end: deleting thousands of
@@ -162,6 +180,9 @@ run() {
 	[ -z "$_wrap" ] || cmd="$WRAP $_wrap $cmd"
 	args=$(load_args "$_w")
 	[ -z "$_n" ] || args="$args -n $_n"
+	case $_tag in
+	round*)	churn ;;
+	esac
 	sync
 	# shellcheck disable=SC2086
 	launch $cmd
@@ -191,7 +212,9 @@ run() {
 	fi
 }
 
-say "work directory $work, ${QUICK:+quick mode, }$ROUNDS rounds"
+churned=
+[ "$DELETE" -eq 0 ] || churned=", $DELETE files deleted before each measured run"
+say "work directory $work, ${QUICK:+quick mode, }$ROUNDS rounds$churned"
 say "workload (iv): ${BOXES:+$RCPTS4 Maildirs (mailboxes)}${BOXES:-$RCPTS4 recipients into the catch-all Maildir (no mailboxes key yet)}"
 : >"$work/results"
 only() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }

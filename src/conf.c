@@ -33,6 +33,7 @@ struct key {
 
 static const char *const line_ending_names[] = { "auto", "crlf", "strict", "lf", NULL };
 static const char *const milter_action_names[] = { "tempfail", "accept", "reject", NULL };
+static const char *const protocol_names[] = { "smtp", "lmtp", NULL };
 
 #define K(n, t) #n, t, offsetof(struct config, n)
 static const struct key keys[] = {
@@ -68,6 +69,7 @@ static const struct key keys[] = {
 	{ K(filter_timeout, T_INT),	"60",	1, 3600, NULL },
 	{ K(proxy_from, T_STRING),	"",	0, 0, NULL },
 	{ K(proxy_timeout, T_INT),	"5",	1, 3600, NULL },
+	{ K(protocol, T_ENUM),		"smtp",	0, 0, protocol_names },
 };
 #undef K
 

@@ -13,6 +13,9 @@ enum line_endings {
 	LE_LF,		/* a bare LF ends lines, and LF "." LF ends the data */
 };
 
+/* What the session speaks: SMTP, or LMTP (RFC 2033) behind an MTA. */
+enum protocol { PROTO_SMTP, PROTO_LMTP };
+
 /* What a milter that cannot be reached or breaks the protocol gives. */
 enum milter_action { MA_TEMPFAIL, MA_ACCEPT, MA_REJECT };
 
@@ -49,6 +52,7 @@ struct config {
 	long long	 filter_timeout;
 	char		*proxy_from;	/* trusted balancers, "" none (src/proxy.c) */
 	long long	 proxy_timeout;
+	int		 protocol;	/* enum protocol */
 };
 
 /* Is any filter (milter or filter command) configured?  (verdict.h) */

@@ -39,6 +39,7 @@ struct who {
 	bool		 fb_mailbox, fb_forward; /* SOML's, used when it fell back */
 	bool		 whole;		/* a terminal of it took the whole message */
 	bool		 fell_back;	/* SOML, and none did */
+	bool		 failed;	/* delivery_commit_each: not delivered */
 };
 
 struct copy {
@@ -48,8 +49,11 @@ struct copy {
 	bool		  definite;	/* a recipient needs it whatever the terminals do */
 	size_t		 *fb;		/* else: the SOML recipients (who[]) it is a fallback for */
 	size_t		  nfb;
-	struct maildir	  md;
-	struct msg	  m;
+	struct maildir	  md;		/* opened (root != -1) once needed */
+	uint64_t	  mnt_tmp, mnt_new; /* the mounts of its tmp/ and new/ */
+	struct copy	 *file;		/* the copy whose file it is linked to: itself, or
+					   another on the same mount; NULL: not given one */
+	struct msg	  m;		/* the file, when it is its own */
 	bool		  open, published;
 	char		  name[MSG_NAMESIZE];
 };
@@ -103,7 +107,8 @@ static int plan(struct delivery *, const struct rcpt *, size_t);
 static int filter_begin(struct delivery *, const struct rcpt *, size_t);
 static void filter_free(struct delivery *);
 static const char *junk_path(struct delivery *, const char *root);
-static int filtered_copy(struct delivery *, struct copy *);
+static int filtered_copy(struct delivery *, struct copy *, const char *const *, size_t);
+static bool needed(const struct delivery *, const struct copy *);
 
 /* The data streams through this; copies and spools share the small one. */
 static char bigbuf[MSG_BUFSIZE];
@@ -189,10 +194,16 @@ cat(char *buf, size_t *at, const char *s)
 }
 
 /*
- * Return-Path, Delivered-To (one per recipient of this copy), Received:
- * in that order (RFC 5321 4.4, as qmail and Postfix write them).  Every
- * piece was checked on its way in, so none can hold a line break.  A
- * forwarded copy gets no Return-Path: its final delivery writes that.
+ * Return-Path, Delivered-To, Received: in that order (RFC 5321 4.4, as
+ * qmail and Postfix write them).  Delivered-To and Received's "for"
+ * clause only when the file is for exactly one envelope recipient, as
+ * Dovecot writes them (lmtp_hdr_delivery_address): a file that several
+ * Maildirs share through hard links, or a catch-all's copy for several
+ * recipients, names none of them, so no Bcc recipient is shown to another.
+ * Loops are caught by counting Received fields (data.c), not by
+ * Delivered-To.  Every piece was checked on its way in, so none can hold
+ * a line break.  A forwarded copy gets no Return-Path: its final delivery
+ * writes that.
  */
 static char *
 headers(const struct delivery *d, bool return_path, const char *const *rcpts,
@@ -209,9 +220,9 @@ headers(const struct delivery *d, bool return_path, const char *const *rcpts,
 			cat(h, &at, d->tr.sender);
 			cat(h, &at, ">\n");
 		}
-		for (size_t i = 0; i < n; i++) {
+		if (n == 1) {
 			cat(h, &at, "Delivered-To: ");
-			cat(h, &at, rcpts[i]);
+			cat(h, &at, rcpts[0]);
 			cat(h, &at, "\n");
 		}
 		cat(h, &at, "Received: from ");
@@ -363,6 +374,54 @@ plan(struct delivery *d, const struct rcpt *r, size_t n)
 	return 0;
 }
 
+/* Open a copy's Maildir, once, and learn where its tmp/ and new/ are mounted. */
+static int
+copy_dir(struct delivery *d, struct copy *cp)
+{
+	if (cp->md.root != -1)
+		return 0;
+	if (maildir_open(&cp->md, cp->path, d->conf->hostname) == -1) {
+		cp->md.root = -1;
+		return -1;
+	}
+	cp->mnt_tmp = maildir_mount(cp->md.tmp);
+	cp->mnt_new = maildir_mount(cp->md.new);
+	return 0;
+}
+
+/*
+ * One file for many Maildirs: `owner` (its Maildir open) gets a file, and
+ * so does every other copy not yet given one (every one with `all`, else
+ * only those needed) whose new/ is on the mount of the owner's tmp/, as a
+ * hard link to it.  A copy elsewhere (link() would give EXDEV), or whose
+ * Maildir does not open now, is left for a file of its own, where the
+ * error shows.  *rcpts gets the recipients of them all, once each: the
+ * file's trace names one only when there is one.  0, or -1 (ENOMEM).
+ */
+static int
+share(struct delivery *d, struct copy *owner, bool all, const char ***rcpts, size_t *n)
+{
+	*rcpts = NULL;
+	*n = 0;
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		if (cp->file != NULL || (cp != owner && !all && !needed(d, cp)))
+			continue;
+		if (cp != owner && (copy_dir(d, cp) == -1 || owner->mnt_tmp == 0 ||
+		    cp->mnt_new != owner->mnt_tmp))
+			continue;
+		cp->file = owner;
+		for (size_t j = 0; j < cp->nrcpts; j++)
+			if (add_unique(rcpts, n, cp->rcpts[j]) == -1) {
+				free(*rcpts);
+				*rcpts = NULL;
+				return -1;
+			}
+	}
+	return 0;
+}
+
 struct delivery *
 delivery_begin(const struct config *c, const struct trace *tr,
     const struct rcpt *r, size_t n, struct msg **primary)
@@ -404,14 +463,25 @@ delivery_begin(const struct config *c, const struct trace *tr,
 		if (!d->filtered)
 			trace(d, d->primary, NULL, 0);	/* never seen: it only sets the mark */
 	} else {
+		const char **rcpts;
+		size_t nrcpts;
+
 		first = d->first;
-		if (maildir_open(&first->md, first->path, c->hostname) == -1 ||
+		if (copy_dir(d, first) == -1 ||
 		    msg_open(&first->m, &first->md, bigbuf, sizeof(bigbuf)) == -1)
 			goto fail;
 		first->open = true;
 		d->primary = &first->m;
 		strlcpy(d->id, first->m.base, sizeof(d->id));
-		trace(d, d->primary, first->rcpts, first->nrcpts);
+		/*
+		 * Its file is every copy's on its mount, SOML's fallbacks too
+		 * (one that is not needed in the end is not linked): the
+		 * trace is written now, before the data.
+		 */
+		if (share(d, first, true, &rcpts, &nrcpts) == -1)
+			goto fail;
+		trace(d, d->primary, rcpts, nrcpts);
+		free(rcpts);
 	}
 	*primary = d->primary;
 	return d;
@@ -435,7 +505,7 @@ delivery_abort(struct delivery *d)
 		struct copy *cp = &d->copies[i];
 
 		if (cp->published)
-			msg_unpublish(&cp->m, cp->name);
+			maildir_unpublish(&cp->md, cp->name);
 		if (cp->open || cp->published)
 			msg_abort(&cp->m);	/* the tmp/ name, if still there */
 	}
@@ -781,7 +851,7 @@ sync_copies(struct delivery *d, bool dirs)
 			continue;
 		if (!dirs && (first = msg_flush(&cp->m)) != 0)
 			goto out;
-		fds[n++] = dirs ? cp->m.md->new : cp->m.fd;
+		fds[n++] = dirs ? cp->md.new : cp->m.fd;
 	}
 	if (n == 0 && !dirs) {
 		if ((first = msg_flush(d->primary)) != 0)
@@ -816,6 +886,9 @@ log_delivered(const struct delivery *d, const char *name)
 		bool mbox = w->mailbox || (w->fell_back && w->fb_mailbox);
 		bool fwd = w->forward || (w->fell_back && w->fb_forward);
 		char via[32] = "";
+
+		if (w->failed)
+			continue;
 
 		if (mbox)
 			strlcat(via, "mailbox", sizeof(via));
@@ -868,27 +941,45 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 		r = DR_TERMINAL;
 		goto fail;
 	}
+	/* A SOML fallback that is not needed after all is not linked to the first file. */
+	for (size_t i = 0; i < d->ncopies; i++)
+		if (d->copies[i].file != NULL && d->copies[i].file != &d->copies[i] &&
+		    !needed(d, &d->copies[i]))
+			d->copies[i].file = NULL;
+	/*
+	 * A file for each mount the copies are on (one, most often), with
+	 * its own trace and the body copied in the kernel; every copy on
+	 * that mount gets it through a hard link.
+	 */
 	for (size_t i = 0; i < d->ncopies; i++) {
 		struct copy *cp = &d->copies[i];
+		const char **rcpts;
+		size_t nrcpts;
 
-		if (cp == d->first || !needed(d, cp))
+		if (cp->file != NULL || !needed(d, cp))
 			continue;
-		if (maildir_open(&cp->md, cp->path, c->hostname) == -1 ||
+		if (copy_dir(d, cp) == -1 ||
 		    msg_open(&cp->m, &cp->md, smallbuf, sizeof(smallbuf)) == -1) {
 			*err = errno;
 			r = errno_result(*err);
 			goto fail;
 		}
 		cp->open = true;
+		if (share(d, cp, false, &rcpts, &nrcpts) == -1) {
+			*err = ENOMEM;
+			r = DR_LOCAL_ERROR;
+			goto fail;
+		}
 		if (d->filtered) {
-			if (!named)	/* the first copy is named as the Received field says */
+			if (!named)	/* the first file is named as the Received field says */
 				strlcpy(cp->m.base, d->id, sizeof(cp->m.base));
 			named = true;
-			*err = filtered_copy(d, cp);
+			*err = filtered_copy(d, cp, rcpts, nrcpts);
 		} else {
-			trace(d, &cp->m, cp->rcpts, cp->nrcpts);
+			trace(d, &cp->m, rcpts, nrcpts);
 			*err = msg_copy_from(&cp->m, p, p->mark, body, body_lines);
 		}
+		free(rcpts);
 		if (*err != 0) {
 			r = errno_result(*err);
 			goto fail;
@@ -899,14 +990,18 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 		r = errno_result(*err);
 		goto fail;
 	}
-	/* A message that would take a mailbox over its quota is refused whole. */
+	/*
+	 * A message that would take a mailbox over its quota is refused
+	 * whole, before any link: each Maildir a file is linked into counts
+	 * it whole (Maildir++ counts a file in every Maildir it is in).
+	 */
 	for (size_t i = 0; i < d->ncopies; i++) {
 		struct copy *cp = &d->copies[i];
 		enum quota_status q;
 
-		if (!cp->open)
+		if (cp->file == NULL)
 			continue;
-		q = quota_check(cp->root, c->quota, cp->m.octets);
+		q = quota_check(cp->root, c->quota, cp->file->m.octets);
 		if (q != QUOTA_OK) {
 			r = q == QUOTA_OVER ? DR_OVER_QUOTA : DR_LOCAL_ERROR;
 			goto fail;
@@ -928,7 +1023,20 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 		r = DR_LOCAL_ERROR;
 		goto fail;
 	}
-	for (size_t i = 0; i < d->ncopies; i++) {
+	/*
+	 * Every file is durable: the links.  The extra names first, while the
+	 * files are open (msg_link closes them); a failure part way takes
+	 * back every name made (delivery_abort).
+	 */
+	for (size_t i = 0; i < d->ncopies && *err == 0; i++) {
+		struct copy *cp = &d->copies[i];
+
+		if (cp->file == NULL || cp->file == cp)
+			continue;
+		if ((*err = msg_link_also(&cp->file->m, &cp->md, cp->name, sizeof(cp->name))) == 0)
+			cp->published = true;
+	}
+	for (size_t i = 0; i < d->ncopies && *err == 0; i++) {
 		struct copy *cp = &d->copies[i];
 
 		if (!cp->open)
@@ -953,8 +1061,9 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 
 		if (!cp->published)
 			continue;
-		msg_done(&cp->m);
-		quota_charge(cp->root, cp->m.octets);
+		if (cp->file == cp)
+			msg_done(&cp->m);
+		quota_charge(cp->root, cp->file->m.octets);
 		strlcpy(name, cp->name, size);	/* the first copy's name */
 	}
 	if (d->first != NULL)
@@ -973,6 +1082,282 @@ delivery_commit(struct delivery *d, char *name, size_t size, int *err)
 fail:
 	delivery_abort(d);
 	return r;
+}
+
+/* ---- one commit per recipient (LMTP) ---------------------------------------- */
+
+/* Does copy `cp` hold recipient `w`'s message? */
+static bool
+copy_has(const struct copy *cp, const struct who *w)
+{
+	for (size_t j = 0; j < cp->nrcpts; j++)
+		if (strcmp(cp->rcpts[j], w->rcpt) == 0)
+			return true;
+	return false;
+}
+
+/* Copy `i` failed with `r`: so did every recipient it is for. */
+static void
+copy_failed(struct delivery *d, enum dresult *wres, int *werr, size_t i,
+    enum dresult r, int e)
+{
+	struct copy *cp = &d->copies[i];
+
+	for (size_t k = 0; k < d->nwho; k++)
+		if (!d->who[k].failed && copy_has(cp, &d->who[k])) {
+			d->who[k].failed = true;
+			wres[k] = r;
+			werr[k] = e;
+		}
+}
+
+/* The file of copy `i` failed: so did every copy linked to it, and their recipients. */
+static void
+file_failed(struct delivery *d, enum dresult *wres, int *werr, bool *on, size_t i,
+    enum dresult r, int e)
+{
+	for (size_t k = 0; k < d->ncopies; k++)
+		if (d->copies[k].file == &d->copies[i]) {
+			copy_failed(d, wres, werr, k, r, e);
+			on[k] = false;
+		}
+}
+
+/* Is a copy still wanted: written, and for at least one recipient not failed? */
+static bool
+copy_wanted(const struct delivery *d, const struct copy *cp)
+{
+	for (size_t k = 0; k < d->nwho; k++)
+		if (!d->who[k].failed && copy_has(cp, &d->who[k]))
+			return true;
+	return false;
+}
+
+/*
+ * fsync the files (or, with `dirs`, the new/ directories) of the copies
+ * marked in `on`, all at once; each file whose sync fails fails every
+ * copy linked to it, each new/ its copy's recipients.  False when nothing
+ * could be tried (no memory).
+ */
+static bool
+sync_each(struct delivery *d, bool *on, bool dirs, enum dresult *wres, int *werr)
+{
+	size_t n = 0, *at;
+	int *fds, *errs;
+
+	if ((fds = reallocarray(NULL, d->ncopies + 1, 2 * sizeof(int))) == NULL)
+		return false;
+	if ((at = reallocarray(NULL, d->ncopies + 1, sizeof(*at))) == NULL) {
+		free(fds);
+		return false;
+	}
+	errs = fds + d->ncopies + 1;
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+		int e;
+
+		if (!on[i] || (!dirs && !cp->open))
+			continue;
+		if (!dirs && (e = msg_flush(&cp->m)) != 0) {
+			file_failed(d, wres, werr, on, i, errno_result(e), e);
+			continue;
+		}
+		at[n] = i;
+		fds[n++] = dirs ? cp->md.new : cp->m.fd;
+	}
+	fsync_all(fds, errs, n);
+	for (size_t j = 0; j < n; j++)
+		if (errs[j] != 0 && dirs)
+			copy_failed(d, wres, werr, at[j], errno_result(errs[j]), errs[j]);
+		else if (errs[j] != 0)
+			file_failed(d, wres, werr, on, at[j], errno_result(errs[j]), errs[j]);
+	free(at);
+	free(fds);
+	return true;
+}
+
+void
+delivery_commit_each(struct delivery *d, const struct rcpt *r, size_t n,
+    struct doutcome *out)
+{
+	const struct config *c = d->conf;
+	struct msg *p = d->primary;
+	uint64_t body = p->octets - p->mark, body_lines = p->lines - p->mark_lines;
+	enum dresult *wres = NULL;
+	int *werr = NULL, e;
+	bool *on = NULL, named = false;
+	const char *name = d->id;
+
+	for (size_t i = 0; i < n; i++) {
+		out[i].r = DR_OK;
+		out[i].err = 0;
+		strlcpy(out[i].name, d->id, sizeof(out[i].name));
+	}
+	if ((e = msg_flush(p)) != 0)
+		goto all_fail;
+	e = ENOMEM;
+	if ((wres = calloc(d->nwho + 1, sizeof(*wres))) == NULL ||
+	    (werr = calloc(d->nwho + 1, sizeof(*werr))) == NULL ||
+	    (on = calloc(d->ncopies + 1, sizeof(*on))) == NULL)
+		goto all_fail;
+	header_find(p->fd, (off_t)p->mark, body, "message-id", d->msgid, sizeof(d->msgid));
+	/* LMTP has no SEND, SOML or SAML: there are no terminals to write. */
+
+	/*
+	 * The first file's copies, then a file for each further mount, linked
+	 * into every copy on it (as delivery_commit); a file that cannot be
+	 * made fails the recipients of its copies only.
+	 */
+	for (size_t i = 0; i < d->ncopies; i++)
+		on[i] = d->copies[i].file != NULL;
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+		const char **rcpts = NULL;
+		size_t nrcpts = 0;
+
+		if (cp->file != NULL || !needed(d, cp))
+			continue;
+		if (copy_dir(d, cp) == -1 ||
+		    msg_open(&cp->m, &cp->md, smallbuf, sizeof(smallbuf)) == -1) {
+			e = errno;
+			copy_failed(d, wres, werr, i, errno_result(e), e);
+			continue;
+		}
+		cp->open = true;
+		if (share(d, cp, false, &rcpts, &nrcpts) == -1)
+			e = ENOMEM;
+		else if (d->filtered) {
+			if (!named)	/* the first file is named as the Received field says */
+				strlcpy(cp->m.base, d->id, sizeof(cp->m.base));
+			named = true;
+			e = filtered_copy(d, cp, rcpts, nrcpts);
+		} else {
+			trace(d, &cp->m, rcpts, nrcpts);
+			e = msg_copy_from(&cp->m, p, p->mark, body, body_lines);
+		}
+		free(rcpts);
+		for (size_t k = 0; k < d->ncopies; k++)
+			on[k] = on[k] || d->copies[k].file == cp;
+		if (e != 0)
+			file_failed(d, wres, werr, on, i, errno_result(e), e);
+	}
+	/* Written before any is fsynced, and they sync together. */
+	if (!sync_each(d, on, false, wres, werr)) {
+		e = ENOMEM;
+		goto all_fail;
+	}
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+		enum quota_status q;
+
+		if (!on[i])
+			continue;
+		q = quota_check(cp->root, c->quota, cp->file->m.octets);
+		if (q != QUOTA_OK)
+			copy_failed(d, wres, werr, i,
+			    q == QUOTA_OVER ? DR_OVER_QUOTA : DR_LOCAL_ERROR, 0);
+	}
+	/* Forwards only for the recipients whose copies are all durable. */
+	for (size_t i = 0; i < d->nfwds; i++) {
+		const struct fwd *f = &d->fwds[i];
+
+		if (d->who[f->who].failed || (f->fallback && !d->who[f->who].fell_back))
+			continue;
+		if (forward(d, f) == -1) {
+			d->who[f->who].failed = true;
+			wres[f->who] = DR_FORWARD;
+		}
+	}
+	/*
+	 * Publish the copies of the recipients still standing.  A copy shared
+	 * with a recipient that failed stays when another still needs it.
+	 * The links first, while the files are open; a file none of whose
+	 * own recipients stands is closed (its links stay).
+	 */
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		on[i] = on[i] && cp->file->open && copy_wanted(d, cp);
+		if (!on[i] || cp->file == cp)
+			continue;
+		if ((e = msg_link_also(&cp->file->m, &cp->md, cp->name, sizeof(cp->name))) != 0) {
+			copy_failed(d, wres, werr, i, errno_result(e), e);
+			on[i] = false;
+			continue;
+		}
+		cp->published = true;
+	}
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		if (cp->open && !on[i]) {
+			cp->open = false;
+			msg_abort(&cp->m);
+		}
+		if (!on[i] || cp->file != cp)
+			continue;
+		cp->open = false;
+		if ((e = msg_link(&cp->m, cp->name, sizeof(cp->name))) != 0) {
+			copy_failed(d, wres, werr, i, errno_result(e), e);
+			on[i] = false;
+			continue;
+		}
+		cp->published = true;
+	}
+	/* Not durable until new/ is: a copy whose new/ fails is taken back. */
+	if (!sync_each(d, on, true, wres, werr)) {
+		for (size_t k = 0; k < d->nwho; k++)
+			if (!d->who[k].failed) {
+				d->who[k].failed = true;
+				wres[k] = DR_LOCAL_ERROR;
+				werr[k] = ENOMEM;
+			}
+	}
+	/* What is left published is for a recipient that is delivered, whole. */
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct copy *cp = &d->copies[i];
+
+		on[i] = cp->published && copy_wanted(d, cp);
+		if (!on[i])
+			continue;
+		if (cp->file == cp)
+			msg_done(&cp->m);
+		quota_charge(cp->root, cp->file->m.octets);
+		cp->published = false;	/* kept: delivery_abort leaves it */
+		if (name == d->id || cp == d->first)
+			name = cp->name;	/* the first copy's name, as delivery_commit */
+	}
+	log_delivered(d, name);
+	for (size_t k = 0; k < d->nwho; k++) {
+		const struct who *w = &d->who[k];
+		const char *wname = NULL;
+
+		for (size_t i = 0; i < d->ncopies && wname == NULL; i++)
+			if (on[i] && copy_has(&d->copies[i], w))
+				wname = d->copies[i].name;
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(r[i].mb.text, w->rcpt) != 0)
+				continue;
+			out[i].r = w->failed ? wres[k] : DR_OK;
+			out[i].err = w->failed ? werr[k] : 0;
+			if (!w->failed && wname != NULL)
+				strlcpy(out[i].name, wname, sizeof(out[i].name));
+		}
+	}
+	free(wres);
+	free(werr);
+	free(on);
+	delivery_abort(d);	/* the failed copies, the spool; the delivered stay */
+	return;
+all_fail:
+	for (size_t i = 0; i < n; i++) {
+		out[i].r = errno_result(e);
+		out[i].err = e;
+	}
+	free(wres);
+	free(werr);
+	free(on);
+	delivery_abort(d);
 }
 
 /* ---- filters (verdict.h) ---------------------------------------------------- */
@@ -1048,14 +1433,17 @@ received_at(const char *h, size_t len)
 	return len;
 }
 
-/* A copy made from the (edited) message: its trace, with Received where the filters put it. */
+/*
+ * A file made from the (edited) message for `rcpts`: its trace, with
+ * Received where the filters put it.
+ */
 static int
-filtered_copy(struct delivery *d, struct copy *cp)
+filtered_copy(struct delivery *d, struct copy *cp, const char *const *rcpts, size_t nrcpts)
 {
 	struct msg *p = d->primary;
 	uint64_t octets = p->octets - p->mark, lines = p->lines - p->mark_lines;
 	size_t len, split;
-	char *h = headers(d, true, cp->rcpts, cp->nrcpts, &len);
+	char *h = headers(d, true, rcpts, nrcpts, &len);
 
 	if (h == NULL)
 		return ENOMEM;
@@ -1287,12 +1675,24 @@ delivery_first_copy(struct delivery *d, struct dpiece p[4])
 {
 	struct msg *m = d->primary;
 	uint64_t octets = m->octets - m->mark;
-	size_t len, split, n = 0;
+	size_t len, split, n = 0, nr = 0;
 	bool rp = d->ncopies > 0;
+	const char **r = NULL;
 
+	/*
+	 * The first file is linked into every Maildir on its mount: it is
+	 * taken to be all of them (so it is, unless some are elsewhere).
+	 */
+	for (size_t i = 0; i < d->ncopies; i++)
+		for (size_t j = 0; j < d->copies[i].nrcpts; j++)
+			if (add_unique(&r, &nr, d->copies[i].rcpts[j]) == -1) {
+				free(r);
+				return 0;
+			}
 	free(d->fc);
-	d->fc = rp ? headers(d, true, d->copies[0].rcpts, d->copies[0].nrcpts, &len) :
+	d->fc = rp ? headers(d, true, r, nr, &len) :
 	    headers(d, false, d->nwho > 0 ? &d->who[0].rcpt : NULL, d->nwho > 0, &len);
+	free(r);
 	if (d->fc == NULL || msg_flush(m) != 0)
 		return 0;
 	split = received_at(d->fc, len);

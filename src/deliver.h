@@ -1,12 +1,15 @@
 /*
  * deliver.h: one accepted message to all its targets, all or nothing.
  *
- * The message streams into one file (the first Maildir's copy, or an
- * unnamed spool file when no Maildir is a target).  At the end every other
- * copy gets its own trace headers and the body copied in the kernel; all
- * are fsynced in tmp/, forwards must succeed, and only then are the copies
- * linked into their new/ directories.  A failure before that leaves no
- * copy in any new/.
+ * The message streams into one file (the first Maildir's, or an unnamed
+ * spool file when no Maildir is a target), which every Maildir on the same
+ * mount shares: it is hard-linked into each new/.  A Maildir on another
+ * mount (link() gives EXDEV) gets a file of its own at the end, with its
+ * trace and the body copied in the kernel.  A file names its recipient
+ * (Delivered-To, "for") only when it is for exactly one.  All files are
+ * fsynced, quotas checked, forwards must succeed, and only then are the
+ * links made into the new/ directories.  A failure before that leaves
+ * nothing in any new/; one after takes every link back.
  */
 #ifndef MAILSLOT_DELIVER_H
 #define MAILSLOT_DELIVER_H
@@ -60,6 +63,25 @@ enum dresult { DR_OK, DR_LOCAL_ERROR, DR_NO_SPACE, DR_QUOTA, DR_OVER_QUOTA, DR_F
  */
 enum dresult delivery_commit(struct delivery *, char *name, size_t size,
     int *err);
+
+/*
+ * LMTP (RFC 2033 4.2): as delivery_commit, but each envelope recipient is
+ * committed on its own, for a MAIL transaction (no terminals).  out[i]
+ * is the outcome for r[i] (the recipients given to delivery_begin, in
+ * their order): DR_OK when every copy of it is durable in new/ and its
+ * forwards took the message; else nothing of it is left in any new/ (but
+ * a Maildir it shares with a recipient that is delivered, which keeps its
+ * one copy) and `err` is the errno, when there is one.  A recipient a
+ * filter removed is DR_OK (as a discard); one a filter added is logged
+ * only.  The delivery is freed.
+ */
+struct doutcome {
+	enum dresult	r;
+	int		err;
+	char		name[MSG_NAMESIZE];	/* its copy's file name, or the queue id */
+};
+void delivery_commit_each(struct delivery *, const struct rcpt *r, size_t n,
+    struct doutcome *out);
 
 /* Give up: remove every tmp file.  The delivery is freed. */
 void delivery_abort(struct delivery *);

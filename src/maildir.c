@@ -300,11 +300,21 @@ open_unnamed(int tmp)
 	return errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL ? -2 : -1;
 }
 
-int
-msg_open(struct msg *m, struct maildir *md, char *buf, size_t cap)
+/* "<sec>.M<usec>P<pid>Q<n>": a new unique base for a name. */
+static void
+unique_base(char *base, size_t size)
 {
 	static unsigned long counter;
 	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	snprintf(base, size, "%lld.M%06ldP%ldQ%lu", (long long)tv.tv_sec,
+	    (long)tv.tv_usec, (long)getpid(), ++counter);
+}
+
+int
+msg_open(struct msg *m, struct maildir *md, char *buf, size_t cap)
+{
 
 	m->md = md;
 	m->err = 0;
@@ -316,9 +326,7 @@ msg_open(struct msg *m, struct maildir *md, char *buf, size_t cap)
 	m->len = 0;
 	m->tmpname[0] = '\0';
 	for (int tries = 0; tries < 10; tries++) {
-		gettimeofday(&tv, NULL);
-		snprintf(m->base, sizeof(m->base), "%lld.M%06ldP%ldQ%lu",
-		    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), ++counter);
+		unique_base(m->base, sizeof(m->base));
 		if (tries == 0 && (m->fd = open_unnamed(md->tmp)) != -2)
 			return m->fd == -1 ? -1 : 0;
 		snprintf(m->tmpname, sizeof(m->tmpname), "%s.%s", m->base, md->host);
@@ -469,12 +477,59 @@ msg_link(struct msg *m, char *name, size_t namesize)
 	return 0;
 }
 
+/*
+ * One more name for the message's file, in another Maildir's new/ on the
+ * same mount, while the file is still open: a unique name of that
+ * Maildir's own, with the same S= and W= (one file, one size).  EEXIST
+ * (a name taken meanwhile) draws a new name.
+ */
+int
+msg_link_also(struct msg *m, struct maildir *to, char *name, size_t namesize)
+{
+	char self[32], base[64];
+
+	if (m->err != 0)
+		return m->err;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", m->fd);
+	for (int tries = 0; tries < 10; tries++) {
+		int r;
+
+		unique_base(base, sizeof(base));
+		if ((size_t)snprintf(name, namesize, "%s.%s,S=%" PRIu64 ",W=%" PRIu64, base,
+		    to->host, m->octets, m->octets + m->lines) >= namesize)
+			return ENAMETOOLONG;
+		if (m->tmpname[0] != '\0')
+			r = linkat(m->md->tmp, m->tmpname, to->new, name, 0);
+		else
+			r = linkat(AT_FDCWD, self, to->new, name, AT_SYMLINK_FOLLOW);
+		if (r == 0)
+			return 0;
+		if (errno != EEXIST)
+			return errno;
+	}
+	return EEXIST;
+}
+
+uint64_t
+maildir_mount(int dir)
+{
+	struct statx sx;
+	struct stat st;
+
+	if (statx(dir, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) == 0 &&
+	    (sx.stx_mask & STATX_MNT_ID))
+		return sx.stx_mnt_id;
+	/* Before Linux 5.8: the device, which a bind mount shares (then EXDEV). */
+	if (fstat(dir, &st) == 0)
+		return (uint64_t)st.st_dev | (UINT64_C(1) << 63);
+	return 0;
+}
 
 void
-msg_unpublish(struct msg *m, const char *name)
+maildir_unpublish(struct maildir *md, const char *name)
 {
-	unlinkat(m->md->new, name, 0);
-	fsync(m->md->new);
+	unlinkat(md->new, name, 0);
+	fsync(md->new);
 }
 
 int

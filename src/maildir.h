@@ -80,13 +80,23 @@ void msg_discard(struct msg *);
  * is visible: msg_flush each, fsync_all (fsync.h) their files, msg_link
  * each into new/ (visible, not yet durable; on error the message is
  * aborted), fsync_all their new/ directories, then msg_done each (drops
- * the tmp/ name).  msg_unpublish takes a linked copy back out of new/.
- * All but msg_done and msg_unpublish return 0 or an errno.
+ * the tmp/ name).  maildir_unpublish takes a linked copy back out of new/.
+ * All but msg_done and maildir_unpublish return 0 or an errno.
  */
 int msg_flush(struct msg *);
 int msg_link(struct msg *, char *name, size_t namesize);
 void msg_done(struct msg *);
-void msg_unpublish(struct msg *, const char *name);
+void maildir_unpublish(struct maildir *, const char *name);
+
+/*
+ * Several Maildirs, one file: before msg_link (which closes the file),
+ * msg_link_also gives it a name of its own in the new/ of each other
+ * Maildir on the same mount (maildir_mount of that new/ equal to that of
+ * the message's tmp/; across mounts link() gives EXDEV).  The name goes
+ * in `name`; 0 or an errno.  maildir_mount is 0 when it cannot be told.
+ */
+int msg_link_also(struct msg *, struct maildir *to, char *name, size_t namesize);
+uint64_t maildir_mount(int dir);
 
 /* Append `len` octets of `src`'s file from `off` on (the body, for another copy). */
 int msg_copy_from(struct msg *dst, struct msg *src, uint64_t off, uint64_t len,

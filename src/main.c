@@ -45,6 +45,7 @@ static const char usage[] =
 static const char help[] =
     "mailslot: an SMTP server for one connection, on stdin/stdout (inetd,\n"
     "xinetd, tcpserver, systemd Accept=yes), delivering into a Maildir.\n"
+    "With -o protocol=lmtp it speaks LMTP (RFC 2033) to an MTA instead.\n"
     "\n"
     "  -f file        configuration file (default " CONF_DEFAULT_FILE ", if present)\n"
     "  -o key=value   set one key, after the file; may be repeated\n"

@@ -45,7 +45,7 @@
 
 enum reply {
 	RP_NONE,	/* no reply: "nothing wrong" where a refusal is kept */
-	RP_GREETING, RP_GREETING_NO_MAIL, RP_HELLO,
+	RP_GREETING, RP_GREETING_LMTP, RP_GREETING_NO_MAIL, RP_HELLO,
 	RP_OK, RP_SENDER_OK, RP_RCPT_OK, RP_VRFY_OK, RP_QUEUED, RP_HELP, RP_CLOSING,
 	RP_DATA,
 	RP_SHUTDOWN, RP_TIMEOUT, RP_TOO_MANY_ERRORS, RP_CONFIG, RP_UNAVAILABLE,
@@ -72,6 +72,7 @@ static const struct {
 	[RP_HELP]             = { 214, "2.0.0", 0, "Help message" },
 	/* RFC 2034 3: no enhanced code on the greeting and the HELO/EHLO replies. */
 	[RP_GREETING]         = { 220, NULL,    F_HOST, "ESMTP mailslot ready" },
+	[RP_GREETING_LMTP]    = { 220, NULL,    F_HOST, "LMTP mailslot ready" },
 	[RP_GREETING_NO_MAIL] = { 521, NULL,    F_HOST, "does not accept mail" },
 	[RP_HELLO]            = { 250, NULL,    F_HOST, "Requested mail action okay, completed" },
 	[RP_TLS_READY]        = { 220, "2.0.0", 0, "Ready to start TLS" },
@@ -155,6 +156,15 @@ struct session {
 	enum line_endings	 le;
 	bool			 greeted, esmtp, done;
 	bool			 tls;		/* STARTTLS completed */
+	bool			 lmtp;		/* protocol=lmtp: LHLO, a reply per recipient */
+	/*
+	 * LMTP (RFC 2033 4.2): at the end of the data every accepted
+	 * recipient gets a reply.  A refusal of the whole message (too big, a
+	 * loop, bare line ends, a filter's verdict) is the same for each:
+	 * while `each` is set, respond() and reply_own() give it that many
+	 * times.  0: once.
+	 */
+	size_t			 each;
 	char			 peer_desc[400]; /* "host [ip]" for Received */
 	char			 helo[ADDR_MAX_DOMAIN + 1];
 	long long		 errors;
@@ -310,7 +320,8 @@ respond(struct session *s, enum reply r, bool count, const char *detail)
 {
 	int code = catalogue[r].code;
 
-	reply_line(s, r, false, detail);
+	for (size_t i = 0; i < (s->each > 0 ? s->each : 1); i++)
+		reply_line(s, r, false, detail);
 	if (code < 400)
 		return;
 	{
@@ -367,21 +378,22 @@ reply_own(struct session *s, const struct vreply *vr, const char *deflt_enh)
 	char e[LOG_QUOTED(64)], why[LOG_QUOTED(REPLY_MAX / 4)];
 	struct rline l;
 
-	for (;;) {
-		size_t n = strcspn(p, "\n");
-		bool more = p[n] == '\n' && p[n + 1] != '\0';
+	for (size_t k = 0; k < (s->each > 0 ? s->each : 1); k++, p = vr->text)
+		for (;;) {
+			size_t n = strcspn(p, "\n");
+			bool more = p[n] == '\n' && p[n + 1] != '\0';
 
-		rl_begin(&l, vr->code, more, enh);
-		for (size_t i = 0; i < n; i++) {
-			char c = p[i] >= ' ' && p[i] < 127 ? p[i] : '?';
+			rl_begin(&l, vr->code, more, enh);
+			for (size_t i = 0; i < n; i++) {
+				char c = p[i] >= ' ' && p[i] < 127 ? p[i] : '?';
 
-			rl_add(&l, &c, 1);
+				rl_add(&l, &c, 1);
+			}
+			rl_send(s, &l);
+			if (!more)
+				break;
+			p += n + 1;
 		}
-		rl_send(s, &l);
-		if (!more)
-			break;
-		p += n + 1;
-	}
 	log_msg(vr->code >= 500 ? LOG_NOTICE : LOG_WARNING,
 	    "event=refuse code=%d enh=%s command=%s reason=filter text=%s", vr->code, enh,
 	    log_quote(e, sizeof(e), s->cmd, s->cmd ? s->cmdlen : 0),
@@ -473,7 +485,10 @@ static handler cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_bdat, cmd_r
 
 static bool vrfy_on(const struct config *c) { return c->vrfy; }
 static bool expn_on(const struct config *c) { return c->expn; }
-static bool send_on(const struct config *c) { return c->terminal_delivery; }
+/* LMTP has no terminals: SEND, SOML and SAML are SMTP's (502 under LMTP). */
+static bool send_on(const struct config *c)
+{ return c->terminal_delivery && c->protocol == PROTO_SMTP; }
+static bool smtp_on(const struct config *c) { return c->protocol == PROTO_SMTP; }
 static bool tls_on(const struct config *c) { return tls_offered(c); }
 /* RFC 2821 removed TURN: it hands the connection to a peer nobody checked. */
 static bool never(const struct config *c) { (void)c; return false; }
@@ -481,13 +496,14 @@ static bool never(const struct config *c) { (void)c; return false; }
 static const struct command commands[] = {
 	{ "HELO", cmd_helo, S_ANY,	A_NEEDED, NULL,	"HELO <domain>", NULL },
 	{ "EHLO", cmd_ehlo, S_ANY,	A_NEEDED, NULL,	"EHLO <domain>", NULL },
+	{ "LHLO", cmd_ehlo, S_ANY,	A_NEEDED, NULL,	"LHLO <domain>", NULL },
 	{ "MAIL", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
 	    "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8]", NULL },
 	{ "SEND", cmd_mail, S_READY,	A_NEEDED | A_LONG, send_on,
 	    "SEND FROM:<reverse-path> [parameters] (to terminals)", NULL },
-	{ "SOML", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
+	{ "SOML", cmd_mail, S_READY,	A_NEEDED | A_LONG, smtp_on,
 	    "SOML FROM:<reverse-path> [parameters] (terminal or mailbox)", NULL },
-	{ "SAML", cmd_mail, S_READY,	A_NEEDED | A_LONG, NULL,
+	{ "SAML", cmd_mail, S_READY,	A_NEEDED | A_LONG, smtp_on,
 	    "SAML FROM:<reverse-path> [parameters] (terminal and mailbox)", NULL },
 	{ "RCPT", cmd_rcpt, S_MAIL | S_RCPT, A_NEEDED | A_LONG, NULL, "RCPT TO:<forward-path>", NULL },
 	{ "DATA", cmd_data, S_MAIL | S_RCPT, A_NONE, NULL, "DATA", NULL },
@@ -514,6 +530,19 @@ command_find(const char *verb, size_t len)
 	return NULL;
 }
 
+/*
+ * RFC 2033 4.1: LMTP greets with LHLO, and HELO and EHLO are not LMTP
+ * commands; SMTP has no LHLO.  The other protocol's greeting is unknown
+ * here: 500 5.5.1, not listed by HELP.
+ */
+static bool
+spoken(const struct session *s, const struct command *c)
+{
+	if (c->fn != cmd_helo && c->fn != cmd_ehlo)
+		return true;
+	return (strcmp(c->verb, "LHLO") == 0) == s->lmtp;
+}
+
 static void
 bad_sequence(struct session *s, const struct command *c)
 {
@@ -521,7 +550,7 @@ bad_sequence(struct session *s, const struct command *c)
 	const char *why;
 
 	if (st == S_INIT)
-		why = "send HELO or EHLO first";
+		why = s->lmtp ? "send LHLO first" : "send HELO or EHLO first";
 	else if (c->states == S_READY)
 		why = "a mail transaction is already open";
 	else if (st == S_MAIL)
@@ -582,10 +611,12 @@ cmd_ehlo(struct session *s, const struct command *c, char *arg)
 	if (cf->expn)
 		lines[n++] = "EXPN";
 	/* RFC 5321 F.6: a server that implements SEND, SOML or SAML lists them. */
-	if (cf->terminal_delivery)
+	if (send_on(cf))
 		lines[n++] = "SEND";
-	lines[n++] = "SOML";
-	lines[n++] = "SAML";
+	if (!s->lmtp) {
+		lines[n++] = "SOML";
+		lines[n++] = "SAML";
+	}
 	if (tls_offered(cf) && !s->tls)
 		lines[n++] = "STARTTLS";
 	lines[n++] = "HELP";
@@ -862,10 +893,14 @@ cmd_rcpt(struct session *s, const struct command *c, char *arg)
 	s->rcpt = NULL;
 }
 
-/* RFC 3848 "with" names. */
+/* RFC 3848 "with" names (and RFC 6531's UTF8 ones). */
 static const char *
 protocol(const struct session *s)
 {
+	if (s->lmtp && s->tx->params.smtputf8)
+		return s->tls ? "UTF8LMTPS" : "UTF8LMTP";
+	if (s->lmtp)
+		return s->tls ? "LMTPS" : "LMTP";
 	if (!s->esmtp)
 		return s->tls ? "SMTPS" : "SMTP";
 	if (s->tx->params.smtputf8)
@@ -1102,15 +1137,84 @@ filter_message(struct session *s)
 	return true;
 }
 
+/* The reply for a commit's outcome; `to`: the recipient it is for (LMTP). */
+static void
+commit_reply(struct session *s, enum dresult dr, int err, const char *name,
+    const char *id, const char *to, bool count)
+{
+	char who[ADDR_MAX_PATH + 8] = "", detail[REPLY_MAX];
+	enum reply r;
+	const char *what;
+
+	if (to != NULL)
+		snprintf(who, sizeof(who), "<%s>: ", to);
+	switch (dr) {
+	case DR_OK:	/* delivery_commit logged each recipient's line */
+		snprintf(detail, sizeof(detail), "%squeued as %s", who, name);
+		respond(s, RP_QUEUED, count, detail);
+		return;
+	case DR_TERMINAL_TOO_BIG:
+		r = RP_TOO_BIG, what = "message too big for a terminal";
+		break;
+	case DR_TERMINAL:
+		r = RP_LOCAL_ERROR, what = "the terminal did not take the whole message";
+		break;
+	case DR_OVER_QUOTA:
+		r = RP_OVER_QUOTA, what = "mailbox is full";
+		break;
+	case DR_FORWARD:
+		r = RP_LOCAL_ERROR, what = "forwarding failed";
+		break;
+	default:
+		log_msg(LOG_ERR, "event=error op=commit id=%s error=\"%s\"", id,
+		    err ? strerror(err) : "delivery failed");
+		r = failure_reply(err), what = "message not stored";
+		break;
+	}
+	snprintf(detail, sizeof(detail), "%s%s", who, what);
+	respond(s, r, count, detail);
+}
+
+/*
+ * LMTP (RFC 2033 4.2): each recipient committed on its own, and answered
+ * on its own, in RCPT order.  A delivery failure is not the client's: it
+ * counts against max_errors once per message, as under SMTP, and never
+ * cuts the replies short.
+ */
+static void
+commit_each(struct session *s, struct delivery *dv, const char *id)
+{
+	struct txn *tx = s->tx;
+	struct doutcome *out = reallocarray(NULL, tx->nrcpt, sizeof(*out));
+	bool counted = false;
+
+	if (out == NULL) {
+		delivery_abort(dv);
+		reply(s, RP_LOCAL_ERROR, "out of memory");	/* `each` is still set */
+		return;
+	}
+	delivery_commit_each(dv, tx->rcpt, tx->nrcpt, out);
+	s->each = 0;
+	for (size_t i = 0; i < tx->nrcpt; i++) {
+		s->rcpt = tx->rcpt[i].mb.text;
+		commit_reply(s, out[i].r, out[i].err, out[i].name, id, s->rcpt,
+		    out[i].r != DR_OK && !counted);
+		counted |= out[i].r != DR_OK;
+	}
+	s->rcpt = NULL;
+	free(out);
+}
+
 /* The end of the data, by DATA or BDAT LAST: judge, commit, reply. */
 static void
-end_message(struct session *s)
+finish_message(struct session *s)
 {
 	struct txn *tx = s->tx;
 	struct decoder *d = &tx->dec;
 	char name[MSG_NAMESIZE], id[64];
 	enum reply r = tx->refusal;
 	struct delivery *dv = tx->dv;
+	enum dresult dr;
 	int err;
 
 	s->ntx++;
@@ -1127,29 +1231,23 @@ end_message(struct session *s)
 		return;
 	tx->dv = NULL;		/* delivery_commit frees it, whatever happens */
 	strlcpy(id, delivery_id(dv), sizeof(id));
-	switch (delivery_commit(dv, name, sizeof(name), &err)) {
-	case DR_OK:	/* delivery_commit logged each recipient's line */
-		reply(s, RP_QUEUED, "queued as %s", name);
-		break;
-	case DR_TERMINAL_TOO_BIG:
-		reply(s, RP_TOO_BIG, "message too big for a terminal");
-		break;
-	case DR_TERMINAL:
-		reply(s, RP_LOCAL_ERROR, "the terminal did not take the whole message");
-		break;
-	case DR_OVER_QUOTA:
-		reply(s, RP_OVER_QUOTA, "mailbox is full");
-		break;
-	case DR_FORWARD:
-		reply(s, RP_LOCAL_ERROR, "forwarding failed");
-		break;
-	default:
-		log_msg(LOG_ERR, "event=error op=commit id=%s error=\"%s\"", id,
-		    err ? strerror(err) : "delivery failed");
-		reply(s, failure_reply(err), "message not stored");
-		break;
+	if (s->lmtp)
+		commit_each(s, dv, id);
+	else {
+		dr = delivery_commit(dv, name, sizeof(name), &err);
+		commit_reply(s, dr, err, name, id, NULL, true);
 	}
 	txn_free(s);
+}
+
+/* Under LMTP every reply from here on is given once per recipient (`each`). */
+static void
+end_message(struct session *s)
+{
+	if (s->lmtp)
+		s->each = s->tx->nrcpt;
+	finish_message(s);
+	s->each = 0;
 }
 
 static void
@@ -1159,7 +1257,8 @@ cmd_data(struct session *s, const struct command *c, char *arg)
 
 	(void)c, (void)arg;
 	if (tx->nrcpt == 0) {
-		if (tx->refused > 0)
+		/* RFC 2033 4.2: under LMTP, DATA without an accepted RCPT is 503. */
+		if (tx->refused > 0 && !s->lmtp)
 			reply(s, RP_NO_VALID_RCPTS, "no valid recipients");
 		else
 			reply(s, RP_BAD_SEQUENCE, "need RCPT first");
@@ -1265,7 +1364,10 @@ cmd_bdat(struct session *s, const struct command *c, char *arg)
 	tx->chunked_octets += size > max ? max : size;	/* only compared with max */
 	if (tx->refusal != RP_NONE) {
 		/* RFC 3030 4.2: every later chunk gets the same refusal, counted once. */
+		if (last && s->lmtp)
+			s->each = tx->nrcpt;	/* RFC 2033 4.2: once per recipient */
 		respond(s, tx->refusal, !again, refusal_text(tx->refusal));
+		s->each = 0;
 		if (last)
 			txn_free(s);
 		return;
@@ -1358,14 +1460,15 @@ cmd_help(struct session *s, const struct command *c, char *arg)
 		    "HELP <command> tells more; mail to postmaster reaches a person", NULL };
 
 		for (size_t i = 0; i < NCOMMANDS; i++)
-			if (commands[i].enabled == NULL || commands[i].enabled(s->conf)) {
+			if (spoken(s, &commands[i]) &&
+			    (commands[i].enabled == NULL || commands[i].enabled(s->conf))) {
 				strlcat(verbs, " ", sizeof(verbs));
 				strlcat(verbs, commands[i].verb, sizeof(verbs));
 			}
 		reply_lines(s, RP_HELP, lines);
 		return;
 	}
-	if ((topic = command_find(arg, strlen(arg))) == NULL) {
+	if ((topic = command_find(arg, strlen(arg))) == NULL || !spoken(s, topic)) {
 		char e[64];
 
 		reply(s, RP_BAD_TOPIC, "%s: no help on that topic", esc(e, sizeof(e), arg));
@@ -1463,7 +1566,7 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 		return;
 	}
 	vlen = strcspn(line, " ");
-	if ((c = command_find(line, vlen)) == NULL) {
+	if ((c = command_find(line, vlen)) == NULL || !spoken(s, c)) {
 		if (raw > LINE_MAX_CMD)
 			reply(s, RP_LINE_TOO_LONG, NULL);
 		else
@@ -1518,7 +1621,7 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
     const struct peer *peer, enum line_endings le)
 {
 	struct session s = { .conf = conf, .io = io, .router = router, .peer = peer,
-	    .le = le };
+	    .le = le, .lmtp = conf->protocol == PROTO_LMTP };
 	char line[LINE_MAX_PATH + 1];
 	enum state shown = 0;
 
@@ -1534,7 +1637,8 @@ smtp_run(const struct config *conf, const struct router *router, struct io *io,
 	    le == LE_LF ? "lf" : le == LE_STRICT ? "strict" : "crlf",
 	    peer->proxy[0] ? " proxy=" : "", peer->proxy);
 
-	reply_line(&s, conf->accept_mail ? RP_GREETING : RP_GREETING_NO_MAIL, false, NULL);
+	reply_line(&s, !conf->accept_mail ? RP_GREETING_NO_MAIL :
+	    s.lmtp ? RP_GREETING_LMTP : RP_GREETING, false, NULL);
 	/* A connect refusal answers every MAIL (milter.c keeps it). */
 	if (conf->accept_mail)
 		s.milt = milter_open(conf, peer, &(enum verdict){ 0 },

@@ -11,7 +11,8 @@ setup() {
 	CC_USER=${MS_USER:-$(id -un)}
 	CC_ARGS=(--mailslot "$MAILSLOT" --user "$CC_USER")
 	# The named-tmp scenario needs a mount namespace, so root.
-	CC_ALL=(--scenario one --scenario ten --scenario quota --scenario bdat --scenario forward)
+	CC_ALL=(--scenario one --scenario ten --scenario quota --scenario bdat --scenario forward
+		--scenario lmtp)
 	# The milter scenarios need pymilter (the system's python).
 	if /usr/bin/python3 -c 'import Milter' 2>/dev/null; then
 		CC_ALL+=(--scenario quarantine --scenario filtered)
@@ -33,6 +34,7 @@ teardown() { ms_teardown; }
 	assert_line --regexp '^one: 2 acknowledged \(2 files\)'
 	assert_line --regexp '^ten: 1 acknowledged \(10 files\)'
 	assert_line --regexp '^forward: 1 acknowledged \(1 files\)'
+	assert_line --regexp '^lmtp: 3 acknowledged \(3 files\)'
 	if /usr/bin/python3 -c 'import Milter' 2>/dev/null; then
 		assert_line --regexp '^quarantine: 1 acknowledged \(2 files\)'
 		assert_line --regexp '^filtered: 2 acknowledged \(3 files\)'

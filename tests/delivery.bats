@@ -216,10 +216,20 @@ re_quote() {
 	grep -qx part "$(ms_new_file)"
 }
 
-@test "250: several recipients: one copy, a Delivered-To each in order, no 'for'" {
+@test "250: several recipients in the catch-all: one copy that names none of them (no Delivered-To, no 'for')" {
 	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<one@example.org>\r\nRCPT TO:<x/y@example.org>\r\nRCPT TO:<two@example.net>\r\nRCPT TO:<one@example.org>\r\nRCPT TO:<postmaster>\r\nDATA\r\n\r\nbody\r\n.\r\nQUIT\r\n'
 	assert_success
-	assert_stored 'Return-Path: <a@b.example>\nDelivered-To: one@example.org\nDelivered-To: two@example.net\nDelivered-To: postmaster\nReceived: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id ID; DATE\n\nbody\n'
+	assert_stored 'Return-Path: <a@b.example>\nReceived: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id ID; DATE\n\nbody\n'
+	# Each recipient has its line in the log, all naming the one file.
+	assert_equal "$(grep -c 'event=deliver .* via=mailbox ' "$MS_DIR/log")" 3
+	assert_equal "$(grep 'event=deliver ' "$MS_DIR/log" | sed 's/.* file=//' | sort -u | wc -l)" 1
+	# Two recipients: still none named; one (twice over): named.
+	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<one@example.org>\r\nRCPT TO:<two@example.org>\r\nDATA\r\n\r\nbody\r\n.\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<one@example.org>\r\nRCPT TO:<one@example.org>\r\nDATA\r\n\r\nbody\r\n.\r\nQUIT\r\n'
+	assert_success
+	assert_equal "$(ms_new_count)" 3
+	assert_equal "$(cat "$MS_MAILDIR"/new/* | grep -c '^Delivered-To: ')" 1
+	assert_equal "$(cat "$MS_MAILDIR"/new/* | grep -c '^Delivered-To: one@example.org$')" 1
+	assert_equal "$(cat "$MS_MAILDIR"/new/* | grep -c $'^\tfor <one@example.org>; ')" 1
 }
 
 @test "250: the null sender gives Return-Path: <>" {

@@ -36,6 +36,8 @@ stage_make() {
 	run bash -c "cd '$STAGE' && find . -type f -printf '%m %p\n' | sort -k2"
 	assert_output - <<-'TREE'
 	644 ./etc/mailslot/mailslot.conf
+	644 ./usr/lib/systemd/system/mailslot-lmtp.socket
+	644 ./usr/lib/systemd/system/mailslot-lmtp@.service
 	644 ./usr/lib/systemd/system/mailslot.socket
 	644 ./usr/lib/systemd/system/mailslot@.service
 	644 ./usr/lib/sysusers.d/mailslot.conf
@@ -43,9 +45,11 @@ stage_make() {
 	755 ./usr/sbin/mailslot
 	644 ./usr/share/doc/mailslot/README
 	644 ./usr/share/doc/mailslot/contrib/README
+	644 ./usr/share/doc/mailslot/contrib/haproxy.cfg
 	644 ./usr/share/doc/mailslot/contrib/inetd.conf
 	755 ./usr/share/doc/mailslot/contrib/mailslot-spamc
 	755 ./usr/share/doc/mailslot/contrib/s6/run
+	755 ./usr/share/doc/mailslot/contrib/tcpserver-lmtp/run
 	755 ./usr/share/doc/mailslot/contrib/tcpserver/log-run
 	755 ./usr/share/doc/mailslot/contrib/tcpserver/run
 	644 ./usr/share/doc/mailslot/contrib/xinetd.mailslot
@@ -57,6 +61,8 @@ stage_make() {
 	cmp "$MS_REPO/etc/mailslot.conf" "$STAGE/etc/mailslot/mailslot.conf"
 	cmp "$MS_REPO/units/mailslot.socket" "$STAGE/usr/lib/systemd/system/mailslot.socket"
 	cmp "$MS_REPO/units/mailslot@.service" "$STAGE/usr/lib/systemd/system/mailslot@.service"
+	cmp "$MS_REPO/units/mailslot-lmtp.socket" "$STAGE/usr/lib/systemd/system/mailslot-lmtp.socket"
+	cmp "$MS_REPO/units/mailslot-lmtp@.service" "$STAGE/usr/lib/systemd/system/mailslot-lmtp@.service"
 	cmp "$MS_REPO/units/mailslot.sysusers" "$STAGE/usr/lib/sysusers.d/mailslot.conf"
 	cmp "$MS_REPO/units/mailslot.tmpfiles" "$STAGE/usr/lib/tmpfiles.d/mailslot.conf"
 	# The installed binary runs and accepts the installed configuration.

@@ -135,3 +135,31 @@ dp_assert_refused() {
 	[ -x "$MS_REPO/contrib/s6/run" ]
 	head -n 1 "$MS_REPO/contrib/s6/run" | grep -qx '#!/usr/bin/execlineb -P'
 }
+
+# LMTP: LHLO answered, then a reply for each of the two recipients after the
+# data, in RCPT order, and nothing but replies; one copy in the catch-all.
+dp_assert_lmtp() {
+	local bad
+	bad=$(grep -a -n -v -E $'^[0-9]{3}[ -][^\r]*\r$' "$DP_T/client.out" || true)
+	[ -z "$bad" ] || fail "the client got more than LMTP replies: $bad"
+	grep -a -q '^220 mx.test LMTP mailslot ready' "$DP_T/client.out" || fail "no LMTP greeting"
+	run grep -a -A2 '^354 ' "$DP_T/client.out"
+	assert_line --index 1 --regexp '^250 2\.0\.0 <bob@mx\.test>: queued as '
+	assert_line --index 2 --regexp '^250 2\.0\.0 <carol@mx\.test>: queued as '
+	grep -a -q '^221 ' "$DP_T/client.out" || fail "no 221"
+	f=$(dp_assert_delivered "$1")
+	grep -q $'^\tby mx.test (mailslot) with LMTP id ' "$f"
+}
+
+@test "LMTP: contrib/tcpserver-lmtp/run on 127.0.0.1:24, a reply per recipient" {
+	command -v tcpserver >/dev/null || skip "no tcpserver (ucspi-tcp)"
+	dp_ns ns_tcpserver_lmtp
+	dp_assert_lmtp tcpserver-lmtp
+}
+
+@test "LMTP: openbsd-inetd on contrib/inetd.conf's 127.0.0.1:24 line, a reply per recipient" {
+	command -v inetd >/dev/null || skip "no inetd (openbsd-inetd)"
+	dp_ns ns_inetd_lmtp
+	dp_assert_lmtp inetd-lmtp
+	grep -q '^<22>.*mailslot\[[0-9]*\]: session=[0-9a-f]* event=deliver ' "$DP_T/syslog"
+}

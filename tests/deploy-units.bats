@@ -45,6 +45,34 @@ UNITDIR=usr/lib/systemd/system
 	assert_success
 }
 
+@test "systemd-analyze security --offline=true: mailslot-lmtp@.service exposure at most 1.0, as mailslot@.service" {
+	cd "$DP_ROOT/$UNITDIR"
+	run systemd-analyze security --offline=true mailslot-lmtp@.service
+	assert_success
+	level=$(printf '%s\n' "$output" |
+	    sed -n 's/^→ Overall exposure level for mailslot-lmtp@.*\.service: \([0-9.]*\) .*/\1/p')
+	[ -n "$level" ] || fail "no overall exposure level in: $output"
+	awk -v l="$level" 'BEGIN { exit !(l <= 1.0) }' ||
+		fail "exposure $level is over 1.0: $output"
+	run systemd-analyze security --offline=true --threshold=10 mailslot-lmtp@.service
+	assert_success
+	# The same sandbox: the two units differ in their comments, Description= and ExecStart= only.
+	run diff <(grep -v -e '^#' -e '^Description=' -e '^ExecStart=' "$MS_REPO/units/mailslot@.service") \
+	    <(grep -v -e '^#' -e '^Description=' -e '^ExecStart=' "$MS_REPO/units/mailslot-lmtp@.service")
+	assert_success
+	grep -qx 'ExecStart=/usr/sbin/mailslot -o protocol=lmtp' "$DP_ROOT/$UNITDIR/mailslot-lmtp@.service"
+}
+
+@test "mailslot-lmtp.socket: /run/mailslot/lmtp, Accept=yes, 0660 for group mail" {
+	f=$DP_ROOT/$UNITDIR/mailslot-lmtp.socket
+	grep -qx 'ListenStream=/run/mailslot/lmtp' "$f"
+	grep -qx 'Accept=yes' "$f"
+	grep -qx 'SocketMode=0660' "$f"
+	grep -qx 'SocketGroup=mail' "$f"
+	grep -qx 'MaxConnections=[0-9]*' "$f"
+	grep -qx 'WantedBy=sockets.target' "$f"
+}
+
 @test "mailslot.socket: port 25, Accept=yes, connection and trigger limits" {
 	f=$DP_ROOT/$UNITDIR/mailslot.socket
 	grep -qx 'ListenStream=25' "$f"

@@ -536,3 +536,22 @@ assert_binary_sizes() {
 	run stored
 	assert_output --partial 'X-Noreply: nr'
 }
+
+@test "LMTP: a milter's RCPT verdict stays that recipient's; its end-of-body refusal, once per recipient" {
+	MS_OPTS+=(-o protocol=lmtp)
+	TID=t$BATS_TEST_NUMBER
+	run smtp_pipe "LHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<reject-rcpt@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\nX-Test-Id: $TID\r\nSubject: x\r\n\r\nb\r\n.\r\nQUIT\r\n"
+	assert_equal "$(nth 5)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	# Two recipients accepted: two replies after the data, none for the refused one.
+	[[ "$(nth 8)" =~ ^250\ 2\.0\.0\ \<bob@example\.org\>:\ queued\ as\  ]]
+	[[ "$(nth 9)" =~ ^250\ 2\.0\.0\ \<carol@example\.org\>:\ queued\ as\  ]]
+	[[ "$(nth 10)" =~ ^221\  ]]
+	assert_equal "$(ms_new_count)" 1
+	# A custom two-line reject at the end of the body: the whole reply, once per recipient.
+	TID=t${BATS_TEST_NUMBER}b
+	run smtp_pipe "LHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\nX-Test-Id: $TID\r\nX-Mode: custom\r\n\r\nb\r\n.\r\nQUIT\r\n"
+	assert_equal "$(nth 7)" "$(printf '550-5.7.9 not this one\n550 5.7.9 nor any other')"
+	assert_equal "$(nth 8)" "$(printf '550-5.7.9 not this one\n550 5.7.9 nor any other')"
+	[[ "$(nth 9)" =~ ^221\  ]]
+	assert_equal "$(ms_new_count)" 1
+}

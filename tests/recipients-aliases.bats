@@ -44,7 +44,7 @@ assert_refused_config() {
 
 RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id ID'
 
-@test "an alias expands to several mailboxes: one copy each, with its own trace" {
+@test "an alias expands to several mailboxes: one file linked into each, naming the one recipient" {
 	rc_skip_peer_bug_asan
 	aliases 'team: bob, carol, dave'
 	run rc_send 'team@example.org'
@@ -53,16 +53,49 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	for who in bob carol dave; do
 		assert_stored_in "$who" "Return-Path: <a@b.example>\nDelivered-To: team@example.org\n$RCVD\n\tfor <team@example.org>; DATE\nSubject: test\n\nhello\n"
 	done
+	# One envelope recipient: the one file names it, in all three Maildirs.
+	assert_equal "$(stat -c '%i %h' "$(rc_new_file bob)")" "$(stat -c '%i %h' "$(rc_new_file dave)")"
+	assert_equal "$(stat -c %h "$(rc_new_file carol)")" 3
 	assert_equal "$(rc_new_count eve)" 0
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 }
 
-@test "several recipients: each copy carries only its own Delivered-To" {
+@test "three recipients in three Maildirs: one file, hard-linked into each new/, naming none of them" {
+	rc_skip_peer_bug_asan
+	run rc_send 'bob@example.org carol@example.net dave@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	for who in bob carol dave; do
+		assert_stored_in "$who" "Return-Path: <a@b.example>\n$RCVD; DATE\nSubject: test\n\nhello\n"
+	done
+	# One inode, three links; each name a unique one, the sizes the same.
+	run stat -c '%i %h' "$(rc_new_file bob)" "$(rc_new_file carol)" "$(rc_new_file dave)"
+	assert_equal "$(printf '%s\n' "$output" | sort -u | wc -l)" 1
+	assert_line --index 0 --regexp '^[0-9]+ 3$'
+	assert_equal "$(rc_all_new | sed 's/.*,S=/S=/' | sort -u | wc -l)" 1
+	assert_equal "$(rc_all_new | xargs -n1 basename | sed 's/,S=.*//' | sort -u | wc -l)" 3
+	run grep -c -e '^Delivered-To: ' -e $'^\tfor <' $(rc_all_new)
+	refute_output --regexp ':[1-9]'
+	# One recipient: named, in Delivered-To and in the "for" clause.
+	run rc_send 'eve@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_stored_in eve "Return-Path: <a@b.example>\nDelivered-To: eve@example.org\n$RCVD\n\tfor <eve@example.org>; DATE\nSubject: test\n\nhello\n"
+	assert_equal "$(stat -c %h "$(rc_new_file eve)")" 1
+}
+
+@test "without /proc (the file named in tmp/): one file linked into each new/, the tmp/ name gone" {
+	rc_skip_under_wrapper
+	ms_noproc_wrapper
+	run rc_send 'bob@example.org carol@example.net dave@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(stat -c '%i %h' "$(rc_new_file bob)")" "$(stat -c '%i %h' "$(rc_new_file dave)")"
+	assert_equal "$(stat -c %h "$(rc_new_file carol)")" 3
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+}
+
+@test "several recipients: the reply names the first copy, every copy has its Received id" {
 	rc_skip_peer_bug_asan
 	run rc_send 'bob@example.org carol@example.net'
 	assert_line --regexp '^250 2\.0\.0 queued as '
-	assert_stored_in bob "Return-Path: <a@b.example>\nDelivered-To: bob@example.org\n$RCVD\n\tfor <bob@example.org>; DATE\nSubject: test\n\nhello\n"
-	assert_stored_in carol "Return-Path: <a@b.example>\nDelivered-To: carol@example.net\n$RCVD\n\tfor <carol@example.net>; DATE\nSubject: test\n\nhello\n"
 	# The reply names the first copy; every copy has the same Received id.
 	name=$(printf '%s\n' "$output" | sed -n 's/^250 2\.0\.0 queued as \([^:]*\):.*/\1/p')
 	[ -f "$RC_MB/bob/new/$name" ] || fail "queued as $name, not in bob/new"
@@ -91,16 +124,15 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	run rc_send 'bob@example.org BOB@example.org robert@example.org team@example.org bob@example.org carol@example.org'
 	assert_success
 	assert_line --regexp '^250 2\.0\.0 queued as '
-	f=$(rc_new_file bob)
-	# One Delivered-To per distinct recipient the copy is for.
-	run grep -c '^Delivered-To: ' "$f"
-	assert_output 4
-	for a in bob@example.org BOB@example.org robert@example.org team@example.org; do
-		grep -qxF "Delivered-To: $a" "$f" || fail "no Delivered-To: $a"
+	# One file for both, naming none of the recipients it is for.
+	assert_equal "$(stat -c %i "$(rc_new_file bob)")" "$(stat -c %i "$(rc_new_file carol)")"
+	run grep -c '^Delivered-To: ' "$(rc_new_file bob)"
+	assert_output 0
+	# A line each for the distinct recipients.
+	for a in bob@example.org BOB@example.org robert@example.org team@example.org carol@example.org; do
+		grep -F 'event=deliver ' "$MS_DIR/log" | grep -qF "to=\"<$a>\"" ||
+			fail "no log line for $a"
 	done
-	f=$(rc_new_file carol)
-	run grep '^Delivered-To: ' "$f"
-	assert_output $'Delivered-To: team@example.org\nDelivered-To: carol@example.org'
 	assert_equal "$(rc_all_new | wc -l)" 2
 }
 
@@ -509,16 +541,17 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 }
 
-@test "several Maildirs: the copies are fsynced together, and one by one when AIO fails" {
+@test "several Maildirs: one file fsynced once, the new/ directories together, one by one when AIO fails" {
 	rc_skip_under_wrapper
 	command -v strace >/dev/null || skip "no strace"
 	local rcpts='bob@example.org carol@example.org dave@example.org' w0=$MAILSLOT_WRAPPER
-	# Three files in one submission, then the three new/ directories in another.
+	# The one file, then the three new/ directories in one submission.
 	MAILSLOT_WRAPPER="strace -f -qq -o $MS_DIR/st -e trace=fsync,io_submit $w0"
 	run rc_send "$rcpts"
 	assert_line --regexp '^250 2\.0\.0 queued as '
-	assert_equal "$(grep -c '^[0-9]* *io_submit(.*) = 3$' "$MS_DIR/st")" 2
-	assert_equal "$(grep -c 'fsync(' "$MS_DIR/st")" 0
+	assert_equal "$(grep -c '^[0-9]* *io_submit(.*) = 3$' "$MS_DIR/st")" 1
+	assert_equal "$(grep -c 'io_submit(' "$MS_DIR/st")" 1
+	assert_equal "$(grep -c '^[0-9]* *fsync(' "$MS_DIR/st")" 1
 	for b in bob carol dave; do
 		assert_equal "$(ls "$RC_MB/$b/new" | wc -l)" 1
 	done
@@ -527,15 +560,15 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 		MAILSLOT_WRAPPER="strace -f -qq -o $MS_DIR/st -e trace=fsync,${fault%%:*} -e inject=$fault $w0"
 		run rc_send "$rcpts"
 		assert_line --regexp '^250 2\.0\.0 queued as '
-		[ "$(grep -c '^[0-9]* *fsync(' "$MS_DIR/st")" -eq 6 ] ||
-			fail "$fault: $(grep -c 'fsync(' "$MS_DIR/st") fsyncs, not 6"
+		[ "$(grep -c '^[0-9]* *fsync(' "$MS_DIR/st")" -eq 4 ] ||
+			fail "$fault: $(grep -c 'fsync(' "$MS_DIR/st") fsyncs, not 4"
 	done
 	MAILSLOT_WRAPPER=$w0
 	assert_equal "$(rc_all_new | wc -l)" 12
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 }
 
-@test "all or nothing: fsync of the second copy or its link fails (strace --inject)" {
+@test "all or nothing: the fsync of the file, of a new/, or the second link fails (strace --inject)" {
 	rc_skip_under_wrapper
 	command -v strace >/dev/null || skip "no strace"
 	strace -qq -o /dev/null -e inject=fsync:error=EIO:when=2 true 2>/dev/null ||
@@ -543,18 +576,20 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	local rcpts='bob@example.org carol@example.org dave@example.org'
 	# strace goes first, around any wrapper the suite runs with.
 	local w0=$MAILSLOT_WRAPPER
-	# Without AIO (refused, as seccomp may), the copies are synced one by one.
-	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync,io_setup -e inject=io_setup:error=ENOSYS -e inject=fsync:error=EIO:when=2 $w0"
+	# Without AIO (refused, as seccomp may), the file is synced, then each new/.
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync,io_setup -e inject=io_setup:error=ENOSYS -e inject=fsync:error=EIO:when=1 $w0"
 	run rc_send "$rcpts"
 	assert_line --regexp '^451 4\.3\.0 '
 	refute_line --regexp '^250 2\.0\.0 '
 	assert_equal "$(rc_all_new | wc -l)" 0
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 
-	# The same for new/: the fsync of the second directory fails.
-	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync,io_setup -e inject=io_setup:error=ENOSYS -e inject=fsync:error=EIO:when=5 $w0"
+	# The same for new/: the fsync of the second directory fails, after
+	# all three links were made; they are taken back.
+	MAILSLOT_WRAPPER="strace -f -qq -o $MS_DIR/st -e trace=fsync,io_setup,linkat -e inject=io_setup:error=ENOSYS -e inject=fsync:error=EIO:when=3 $w0"
 	run rc_send "$rcpts"
 	assert_line --regexp '^451 4\.3\.0 '
+	assert_equal "$(grep -c 'linkat(.* = 0$' "$MS_DIR/st")" 3
 	assert_equal "$(rc_all_new | wc -l)" 0
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 
@@ -565,8 +600,8 @@ RCVD='Received: from c.example (unknown)\n\tby mx.test (mailslot) with ESMTP id 
 	assert_equal "$(rc_all_new | wc -l)" 0
 	assert_equal "$(rc_all_tmp | wc -l)" 0
 
-	# A full disk while copying: 452, and still nothing anywhere.
-	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=copy_file_range,write -e inject=copy_file_range:error=ENOSPC:when=1 $w0"
+	# A full disk when the file is synced: 452, and still nothing anywhere.
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync -e inject=fsync:error=ENOSPC:when=1 $w0"
 	run rc_send "$rcpts"
 	assert_line --regexp '^452 4\.3\.1 '
 	assert_equal "$(rc_all_new | wc -l)" 0

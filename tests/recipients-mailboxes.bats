@@ -131,11 +131,12 @@ teardown() {
 	rc_assert_nth 5 '^550 5\.7\.1 <bob@foreign\.example>'
 	rc_assert_nth 6 '^550 5\.7\.1 <bob@sub\.example\.net>'
 	# And the same local part at another accepted domain is a recipient of
-	# its own: the one copy names both.
+	# its own: the one copy is for both, so it names neither.
 	run rc_send 'bob@example.org bob@example.net'
 	assert_line --regexp '^250 2\.0\.0 queued as '
-	run grep '^Delivered-To: ' "$(rc_new_file bob)"
-	assert_output $'Delivered-To: bob@example.org\nDelivered-To: bob@example.net'
+	run grep -c '^Delivered-To: ' "$(rc_new_file bob)"
+	assert_output 0
+	assert_equal "$(grep -c 'event=deliver .*via=mailbox' "$MS_DIR/log")" 2
 }
 
 @test "address literals: local when they name the address the client reached (getsockname), others 550 5.7.1" {
@@ -209,9 +210,12 @@ teardown() {
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	run rc_send 'postmaster postmaster@example.net'
 	assert_line --regexp '^250 2\.0\.0 queued as '
+	# One file in the catch-all for the two: it names neither.
 	f=$(ms_new_file)
-	grep -qxF 'Delivered-To: postmaster' "$f"
-	grep -qxF 'Delivered-To: postmaster@example.net' "$f"
+	run grep -c -e '^Delivered-To: ' -e $'^\tfor <' "$f"
+	assert_output 0
+	assert_equal "$(stat -c %h "$f")" 1
+	assert_equal "$(grep -c 'event=deliver .*via=mailbox' "$MS_DIR/log")" 2
 	assert_equal "$(rc_new_count bob)" 0
 	# An alias for postmaster takes it instead.
 	printf 'postmaster: bob\n' >"$MS_DIR/aliases"
@@ -391,6 +395,38 @@ teardown() {
 	# Below the limit, the same mailbox takes mail.
 	run rc_rcpt small@example.org -o min_free_space=64k
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
+}
+
+@test "a Maildir on another file system (link() gives EXDEV) gets a file of its own: 250" {
+	rc_mailbox bob carol
+	rc_mount "$RC_MB/far" 1m
+	rc_mailbox far
+	MS_OPTS+=(-o min_free_space=0)
+	run rc_send 'bob@example.org far@example.org carol@example.org'
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	# bob and carol share one file, which names none of the three.
+	assert_equal "$(stat -c '%i %h' "$(rc_new_file bob)")" "$(stat -c '%i %h' "$(rc_new_file carol)")"
+	assert_equal "$(stat -c %h "$(rc_new_file bob)")" 2
+	run grep -c '^Delivered-To: ' "$(rc_new_file bob)"
+	assert_output 0
+	# far's file is its own, for its one recipient: it names it.
+	f=$(rc_new_file far)
+	assert_equal "$(stat -c %h "$f")" 1
+	grep -qxF 'Delivered-To: far@example.org' "$f"
+	grep -qF $'\tfor <far@example.org>; ' "$f"
+	# The same body after the trace.
+	diff <(sed '1,/^$/d' "$f") <(sed '1,/^$/d' "$(rc_new_file bob)")
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+	# An alias for the three: one envelope recipient, named in both files.
+	printf 'team: far, bob, carol\n' >"$MS_DIR/aliases"
+	rm "$RC_MB"/*/new/*
+	run rc_send 'team@example.org' -o "aliases=$MS_DIR/aliases"
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	for who in bob carol far; do
+		grep -qxF 'Delivered-To: team@example.org' "$(rc_new_file $who)"
+	done
+	assert_equal "$(stat -c %h "$(rc_new_file far)")" 1
+	assert_equal "$(stat -c %h "$(rc_new_file carol)")" 2
 }
 
 @test "user: as root with user=nobody, the stored files belong to nobody" {

@@ -142,6 +142,30 @@ compare_with_dovecot() {
 	[ ! -e "$RC_MB/carol/maildirsize" ] || fail "maildirsize made without a quota"
 }
 
+@test "one file linked into three Maildirs: each maildirsize gets '<S> 1'; one over quota refuses it before any link" {
+	rc_mailbox bob carol dave
+	run rc_send 'bob@example.org carol@example.org dave@example.org' -o quota=1M
+	assert_line --regexp '^250 2\.0\.0 queued as '
+	assert_equal "$(stat -c %h "$(rc_new_file bob)")" 3
+	s=$(new_size "$RC_MB/bob")
+	for who in bob carol dave; do
+		assert_equal "$(new_size "$RC_MB/$who")" "$s"
+		assert_equal "$(tail -n 1 "$RC_MB/$who/maildirsize")" "$s 1"
+	done
+	# carol near full: the whole message is refused, no Maildir gets it,
+	# no maildirsize is charged.
+	printf '1000000S\n%s 1\n' "$((1000000 - s + 1))" >"$RC_MB/carol/maildirsize"
+	for who in bob carol dave; do cp "$RC_MB/$who/maildirsize" "$MS_DIR/before.$who"; done
+	run rc_send 'bob@example.org carol@example.org dave@example.org' -o quota=1M
+	assert_line --regexp '^552 5\.2\.2 '
+	refute_line --regexp '^250 2\.0\.0 '
+	assert_equal "$(rc_all_new | wc -l)" 3
+	assert_equal "$(rc_all_tmp | wc -l)" 0
+	for who in bob carol dave; do
+		ms_assert_same "$MS_DIR/before.$who" "$RC_MB/$who/maildirsize" "maildirsize of $who"
+	done
+}
+
 @test "552 5.2.2 at RCPT when the mailbox is already full, by octets or by count" {
 	rc_mailbox bob carol
 	printf '1000S\n1000 3\n' >"$RC_MB/bob/maildirsize"

@@ -464,8 +464,8 @@ free_bytes() {
 	assert_output --regexp '^452 4\.5\.3 '
 	local f
 	f=$(ms_new_file)
-	assert_equal "$(grep -c '^Delivered-To: ' "$f")" 100
-	run grep -c '^Delivered-To: r101@' "$f"
+	assert_equal "$(grep -c 'event=deliver ' "$MS_DIR/log")" 100
+	run grep -c 'event=deliver .*to="<r101@' "$MS_DIR/log"
 	assert_output 0
 }
 

@@ -707,7 +707,7 @@ def sc_one(root):
 
 
 def sc_ten(root):
-    """Ten recipients in ten Maildirs."""
+    """Ten recipients in ten Maildirs: one file linked into each new/."""
     names = ['u%d' % i for i in range(10)]
     mb = setup_mailboxes(root, names)
     return (['-o', 'mailboxes=' + mb],
@@ -749,6 +749,16 @@ def sc_named(root):
     """No /proc: the message file is named in tmp/, linked, then unlinked."""
     return (['-o', 'maildir=' + os.path.join(root, 'Maildir')],
             crlf('EHLO client.example', *txn(['bob@example.org']), 'QUIT'), True)
+
+
+def sc_lmtp(root):
+    """LMTP: one reply per recipient after the data; one of three over quota."""
+    mb = setup_mailboxes(root, ['bob', 'carol', 'dave'])
+    with open(os.path.join(mb, 'carol', 'maildirsize'), 'w') as f:
+        f.write('100S\n0 0\n')
+    t = txn(['bob@example.org', 'carol@example.org', 'dave@example.org'])
+    return (['-o', 'mailboxes=' + mb, '-o', 'protocol=lmtp'],
+            crlf('LHLO client.example', *t, *txn(['dave@example.org']), 'QUIT'), False)
 
 
 CLEANUPS = []
@@ -802,7 +812,7 @@ def sc_filtered(root):
 
 SCENARIOS = {'one': sc_one, 'ten': sc_ten, 'quota': sc_quota, 'bdat': sc_bdat,
              'forward': sc_forward, 'named': sc_named, 'quarantine': sc_quarantine,
-             'filtered': sc_filtered}
+             'filtered': sc_filtered, 'lmtp': sc_lmtp}
 
 
 def run_session(args, name, work):

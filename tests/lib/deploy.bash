@@ -236,6 +236,19 @@ dp_send() {
 	    --wait '250 ' --send 'QUIT\r\n'
 }
 
+# One LMTP transaction (RFC 2033) on 127.0.0.1:$1 for two recipients, each
+# answered after the data; $2 names the launcher in the Subject.
+dp_send_lmtp() {
+	python3 "$MS_CLIENT" --port "$1" --timeout 10 --out "$DP_T/client.out" \
+	    --wait '220 ' --send 'LHLO client.test\r\n' --wait '250 ' \
+	    --send 'MAIL FROM:<alice@client.test>\r\n' --wait '250 ' \
+	    --send 'RCPT TO:<bob@mx.test>\r\n' --wait '250 ' \
+	    --send 'RCPT TO:<carol@mx.test>\r\n' --wait '250 ' \
+	    --send 'DATA\r\n' --wait '354 ' \
+	    --send "Subject: via $2\\r\\n\\r\\nHello from $2.\\r\\n.\\r\\n" \
+	    --wait '<carol@mx.test>: queued as ' --send 'QUIT\r\n'
+}
+
 # A client that only listens: what the server says on connecting, until it
 # closes (for a broken configuration: 421, then nothing).
 dp_listen_only() {
@@ -285,6 +298,23 @@ ns_s6() {
 	    >"$DP_T/launcher.log" 2>&1 </dev/null
 	dp_wait_listen "$DP_PORT"
 	"${DP_CLIENT:-dp_send}" "$DP_PORT" s6
+}
+
+# The shipped LMTP run script for tcpserver, on 127.0.0.1:24.
+ns_tcpserver_lmtp() {
+	dp_bg "$MS_REPO/contrib/tcpserver-lmtp/run" >"$DP_T/launcher.log" 2>&1 </dev/null
+	dp_wait_listen 24
+	dp_send_lmtp 24 tcpserver-lmtp
+}
+
+# The shipped inetd.conf's LMTP line: 127.0.0.1:24.
+ns_inetd_lmtp() {
+	dp_syslog
+	dp_bg inetd -d "$MS_REPO/contrib/inetd.conf" \
+	    >"$DP_T/launcher.log" 2>&1 </dev/null
+	dp_wait_listen 24
+	dp_send_lmtp 24 inetd-lmtp
+	dp_wait_log "$DP_T/syslog"
 }
 
 # openbsd-inetd in the foreground (-d) on the shipped inetd.conf itself:
@@ -371,7 +401,8 @@ dp_xinetd() {
 ns_verify() {
 	local u=$DP_ROOT/usr/lib/systemd/system rc=0
 	MANPATH=$DP_ROOT/usr/share/man: systemd-analyze verify \
-	    "$u/mailslot.socket" "$u/mailslot@.service" >"$DP_T/verify.out" 2>&1 ||
+	    "$u/mailslot.socket" "$u/mailslot@.service" \
+	    "$u/mailslot-lmtp.socket" "$u/mailslot-lmtp@.service" >"$DP_T/verify.out" 2>&1 ||
 		rc=$?
 	echo "rc=$rc" >>"$DP_T/verify.out"
 }
