@@ -1079,6 +1079,7 @@ milter_spec_ok(const char *spec)
 	return spec_addr(spec, &ss, &len) == 0;
 }
 
+__attribute__((hot))
 int
 milter_check(const char *milters, FILE *err)
 {
@@ -1162,6 +1163,7 @@ refusal(enum verdict v)
 	return v == VD_REJECT || v == VD_TEMPFAIL || v == VD_DISCARD;
 }
 
+__attribute__((hot))
 struct milters *
 milter_open(const struct config *conf, const struct peer *peer, enum verdict *vd,
     struct vreply *vr)
@@ -1276,6 +1278,7 @@ milter_tls(struct milters *ms, const char *d)
 	}
 }
 
+__attribute__((hot))
 enum verdict
 milter_helo(struct milters *ms, const char *helo, struct vreply *vr)
 {
@@ -1311,6 +1314,7 @@ milter_helo(struct milters *ms, const char *helo, struct vreply *vr)
 }
 
 /* Tell the milters a transaction is over without its end of body. */
+__attribute__((hot))
 void
 milter_abort(struct milters *ms)
 {
@@ -1330,6 +1334,7 @@ milter_abort(struct milters *ms)
 	ms->queue_id[0] = ms->mail_addr[0] = ms->rcpt_addr[0] = '\0';
 }
 
+__attribute__((hot))
 enum verdict
 milter_mail(struct milters *ms, const char *sender, struct vreply *vr)
 {
@@ -1382,6 +1387,7 @@ milter_mail(struct milters *ms, const char *sender, struct vreply *vr)
 	return VD_CONTINUE;
 }
 
+__attribute__((hot))
 enum verdict
 milter_rcpt(struct milters *ms, const char *rcpt, struct vreply *vr)
 {
@@ -1771,6 +1777,7 @@ milter_message_end(struct milters *ms)
 	ms->queue_id[0] = ms->mail_addr[0] = ms->rcpt_addr[0] = '\0';
 }
 
+__attribute__((hot))
 void
 milter_close(struct milters *ms)
 {
