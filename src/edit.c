@@ -115,8 +115,18 @@ field_text(const char *name, const char *value, size_t *len)
 	*o++ = ':';
 	if (*value != ' ' && *value != '\t')
 		*o++ = ' ';
-	while (vn > 0 && (value[vn - 1] == '\n' || value[vn - 1] == '\r'))
-		vn--;
+	/* Line breaks at the end, and last lines of white space alone: no white line. */
+	for (;;) {
+		size_t w = vn;
+
+		while (w > 0 && (value[w - 1] == ' ' || value[w - 1] == '\t'))
+			w--;
+		if (w == 0 || (value[w - 1] != '\n' && value[w - 1] != '\r'))
+			break;
+		vn = w;
+		while (vn > 0 && (value[vn - 1] == '\n' || value[vn - 1] == '\r'))
+			vn--;
+	}
 	for (size_t i = 0; i < vn; i++) {
 		if (value[i] == '\r' && value[i + 1] == '\n')
 			continue;
@@ -198,7 +208,8 @@ edit_message(struct msg *out, struct msg *in, const struct rcvd_at *in_at,
 		if ((line[0] == ' ' || line[0] == '\t') && nitems > 0) {
 			items[nitems - 1].n += ll;
 		} else if (is_field(line, ll)) {
-			if (nitems == EDIT_MAX_FIELDS) {
+			/* >=: the Received item may have been added with the field before. */
+			if (nitems >= EDIT_MAX_FIELDS) {
 				fail(why, whysize, "too many header fields");
 				goto out;
 			}

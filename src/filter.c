@@ -10,7 +10,8 @@
  * judged by its exit code alone (EPIPE is not an error).  A process
  * descriptor (pidfd) in the same poll() tells when it exits; after
  * filter_timeout seconds its whole group is killed with SIGKILL and it is
- * reaped, so no process and no zombie is left.
+ * reaped, so no process and no zombie is left; when it exits, what it
+ * leaves in its group is killed before it is reaped.
  */
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
@@ -28,6 +29,7 @@
 
 #include "edit.h"
 #include "filter.h"
+#include "io.h"
 #include "log.h"
 
 #define FILTER_PATH	"PATH=/usr/local/bin:/usr/bin:/bin"
@@ -236,6 +238,26 @@ fields(struct delivery *d, const char *out, size_t len, bool cut, struct edits *
 	return taken;
 }
 
+/*
+ * Has the filter exited?  Then what it left in its process group (a
+ * background child) is killed before it is reaped: until then, as a
+ * zombie, it holds the group's id, which no new process can take.
+ */
+static bool
+gone(pid_t pid, int *status)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == -1 || si.si_pid != pid)
+		return false;
+	(void)kill(-pid, SIGKILL);
+	while (waitpid(pid, status, 0) == -1)
+		if (errno != EINTR)
+			return false;
+	return true;
+}
+
 static void
 reset_child(int in, int out, int err)
 {
@@ -264,6 +286,7 @@ filter_run(const struct config *c, struct delivery *d, const struct filter_env *
 	int in[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 }, pidfd = -1;
 	int status = 0;
 	bool out_open = true, err_open = true, exited = false, timedout = false, cut = false;
+	bool term = false;
 	bool errcut = false;
 	long long deadline = now_ms() + c->filter_timeout * 1000;
 	enum verdict v = VD_TEMPFAIL;
@@ -337,6 +360,10 @@ filter_run(const struct config *c, struct delivery *d, const struct filter_env *
 			timedout = true;
 			break;
 		}
+		if (io_terminate) {	/* SIGTERM: the session says 421 */
+			term = true;
+			break;
+		}
 		if (f.fd != -1) {
 			ifd = (int)np;
 			pfd[np++] = (struct pollfd){ .fd = f.fd, .events = POLLOUT };
@@ -365,8 +392,7 @@ filter_run(const struct config *c, struct delivery *d, const struct filter_env *
 			out_open = drain(po[0], out, &outlen, FILTER_MAX_OUTPUT, &cut);
 		if (ierr != -1 && pfd[ierr].revents)
 			err_open = drain(pe[0], errtext, &errlen, sizeof(errtext), &errcut);
-		if (!exited && (ipid == -1 || pfd[ipid].revents) &&
-		    waitpid(pid, &status, WNOHANG) == pid) {
+		if (!exited && (ipid == -1 || pfd[ipid].revents) && gone(pid, &status)) {
 			exited = true;
 			/* What it wrote is in the pipes; what a child of its own holds is not waited for. */
 			if (f.fd != -1) {
@@ -385,7 +411,7 @@ filter_run(const struct config *c, struct delivery *d, const struct filter_env *
 		kill(pid, SIGKILL);
 		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
 			;
-		what = timedout ? "timeout" : "failed";
+		what = timedout ? "timeout" : term ? "shutdown" : "failed";
 	} else if (WIFEXITED(status)) {
 		switch (WEXITSTATUS(status)) {
 		case 0:

@@ -11,6 +11,8 @@
  *	111, 75	defer: 451 4.7.1, the same
  *	other	(a signal, any other code, more than filter_timeout): 451 4.7.1,
  *		and its process group is killed
+ *
+ * Whatever it exits leaving in its process group is killed too.
  */
 #ifndef MAILSLOT_FILTER_H
 #define MAILSLOT_FILTER_H

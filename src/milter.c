@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "edit.h"
+#include "io.h"
 #include "log.h"
 #include "milter.h"
 #include "smtp.h"
@@ -168,6 +170,13 @@ struct milters {
 	char	*out, *in;
 	size_t	 outlen, outcap, incap;
 	int	 oom;
+	/*
+	 * When the exchange under way must be over (CLOCK_MONOTONIC, ms):
+	 * milter_timeout from its command, for everything it sends and reads,
+	 * so that neither SMFIR_PROGRESS nor a reply sent an octet at a time
+	 * can stretch it.
+	 */
+	long long deadline;
 };
 
 /* ---- Replies: the pure parser (fuzzed) ------------------------------- */
@@ -184,7 +193,7 @@ struct exchange {
 	struct vreply	*vr;
 	bool		 quarantine, skip, binary, body_cr;
 	int		 body_fd;		/* a REPLBODY under way, -1 none */
-	uint64_t	 body_len;
+	uint64_t	 body_len, body_max;	/* its octets as sent, and their bound */
 	const char	*why;			/* a protocol error, for the log */
 	/* the negotiation's answer */
 	uint32_t	 version, n_actions, n_proto;
@@ -245,7 +254,8 @@ value_ok(const char *s)
 		else if (c == 0x7f)
 			return false;
 	}
-	return true;
+	/* and what the delivery takes: no fold of white space alone but the last */
+	return edit_value_ok(s);
 }
 
 /* An address from a milter, brackets taken off; NULL when unusable. */
@@ -373,7 +383,7 @@ body_piece(struct exchange *x, const char *p, size_t n)
 		}
 		x->body_len = 0;
 	}
-	if (n > MILTER_MAX_BODY || x->body_len > (uint64_t)4 * MILTER_MAX_BODY * 16) {
+	if (n > MILTER_MAX_BODY || n > x->body_max - x->body_len) {
 		x->why = "new body too large";
 		return P_ERR;
 	}
@@ -627,6 +637,7 @@ exchange_init(struct exchange *x, int stage, uint32_t actions, uint32_t proto,
 	x->ed = ed;
 	x->vr = vr;
 	x->body_fd = -1;
+	x->body_max = (uint64_t)4 * MILTER_MAX_BODY * 16;
 	if (vr != NULL)
 		memset(vr, 0, sizeof(*vr));
 }
@@ -675,38 +686,48 @@ milter_parse_packets(int stage, uint32_t actions, uint32_t proto,
 
 /* ---- One milter's conversation ------------------------------------- */
 
-static int
-ms_timeout(const struct milters *ms)
+static long long
+now_ms(void)
 {
-	return (int)ms->conf->milter_timeout * 1000;
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* Wait for `ev` on fd for at most `ms` milliseconds: 0, or -1 (errno). */
+/* An exchange starts: milter_timeout for all of it. */
+static void
+arm(struct milters *ms)
+{
+	ms->deadline = now_ms() + (long long)ms->conf->milter_timeout * 1000;
+}
+
+/*
+ * Wait for `ev` on fd until the exchange's deadline: 0, or -1 (errno
+ * ETIMEDOUT; EINTR when SIGTERM came: the session is shutting down).
+ */
 static int
-wait_fd(int fd, short ev, int ms)
+wait_fd(const struct milters *ms, int fd, short ev)
 {
 	struct pollfd pfd = { .fd = fd, .events = ev };
-	struct timespec t0, t1;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		int r = poll(&pfd, 1, ms);
+		long long left = ms->deadline - now_ms();
+		int r;
 
+		if (io_terminate) {
+			errno = EINTR;
+			return -1;
+		}
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
 		if (r > 0)
 			return 0;
-		if (r == 0) {
-			errno = ETIMEDOUT;
+		if (r == -1 && errno != EINTR)
 			return -1;
-		}
-		if (errno != EINTR)
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		ms -= (int)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
-		t0 = t1;
-		if (ms <= 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
 	}
 }
 
@@ -746,12 +767,13 @@ send_all(struct milters *ms, struct milter *m, const char *p, size_t n)
 			n -= (size_t)w;
 			continue;
 		}
-		if (w == -1 && errno == EINTR)
+		if (w == -1 && errno == EINTR && !io_terminate)
 			continue;
 		if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    wait_fd(m->fd, POLLOUT, ms_timeout(ms)) == 0)
+		    wait_fd(ms, m->fd, POLLOUT) == 0)
 			continue;
-		fail(ms, m, "write", errno);
+		fail(ms, m, errno == ETIMEDOUT ? "timeout" : errno == EINTR ? "shutting down" :
+		    "write", errno);
 		return -1;
 	}
 	return 0;
@@ -845,12 +867,13 @@ read_full(struct milters *ms, struct milter *m, char *p, size_t n)
 			fail(ms, m, "closed by the milter", 0);
 			return -1;
 		}
-		if (errno == EINTR)
+		if (errno == EINTR && !io_terminate)
 			continue;
 		if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    wait_fd(m->fd, POLLIN, ms_timeout(ms)) == 0)
+		    wait_fd(ms, m->fd, POLLIN) == 0)
 			continue;
-		fail(ms, m, errno == ETIMEDOUT ? "timeout" : "read", errno);
+		fail(ms, m, errno == ETIMEDOUT ? "timeout" : errno == EINTR ? "shutting down" :
+		    "read", errno);
 		return -1;
 	}
 	return 0;
@@ -984,6 +1007,7 @@ step(struct milters *ms, struct milter *m, int stage, char cmd, uint32_t nr,
 	size_t savedlen;
 	int r;
 
+	arm(ms);
 	/* The command is built; the macros go first, through the same buffer. */
 	if ((saved = malloc(ms->outlen)) == NULL) {
 		fail(ms, m, "out of memory", 0);
@@ -1118,6 +1142,7 @@ milter_start(struct milters *ms, struct milter *m)
 		fail(ms, m, "bad milter address", 0);
 		return;
 	}
+	arm(ms);
 	if ((m->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
 		fail(ms, m, "socket", errno);
 		return;
@@ -1127,7 +1152,7 @@ milter_start(struct milters *ms, struct milter *m)
 			fail(ms, m, "connect", errno);
 			return;
 		}
-		if (wait_fd(m->fd, POLLOUT, ms_timeout(ms)) == -1) {
+		if (wait_fd(ms, m->fd, POLLOUT) == -1) {
 			fail(ms, m, "connect", errno);
 			return;
 		}
@@ -1137,6 +1162,7 @@ milter_start(struct milters *ms, struct milter *m)
 		}
 	}
 	/* Exactly 12 octets: version, actions, steps (rspamd checks). */
+	arm(ms);
 	out_reset(ms);
 	out_32(ms, MILTER_VERSION);
 	out_32(ms, A_ALL);
@@ -1325,6 +1351,7 @@ milter_abort(struct milters *ms)
 		struct milter *m = &ms->m[i];
 
 		if (m->st == MS_OK && m->in_msg) {
+			arm(ms);
 			out_reset(ms);
 			(void)out_send(ms, m, C_ABORT);
 		}
@@ -1645,6 +1672,7 @@ message_to(struct milters *ms, struct milter *m, struct reader *r, uint64_t off,
 			if ((done && cn > 0) || cn + 2 > sizeof(chunk)) {
 				struct exchange bx;
 
+				arm(ms);
 				out_reset(ms);
 				out_put(ms, chunk, cn);
 				cn = 0;
@@ -1671,6 +1699,7 @@ message_to(struct milters *ms, struct milter *m, struct reader *r, uint64_t off,
 		}
 	}
 	/* The end of the body: the changes, then the verdict. */
+	arm(ms);
 	if (send_macros(ms, m, M_EOM) == -1) {
 		v = default_verdict(ms);
 		goto out;
@@ -1682,6 +1711,9 @@ message_to(struct milters *ms, struct milter *m, struct reader *r, uint64_t off,
 	}
 	exchange_init(&x, ST_EOM, m->actions, m->proto, ed, vr);
 	x.binary = binary;
+	/* A new body is no larger than a client may send (as sent, CRLF). */
+	if (ms->conf->max_message_size < x.body_max)
+		x.body_max = ms->conf->max_message_size;
 	res = read_replies(ms, m, &x);
 	if (res != -1 && body_end(&x) == -1) {
 		fail(ms, m, "cannot keep the new body", errno);
@@ -1787,6 +1819,7 @@ milter_close(struct milters *ms)
 		struct milter *m = &ms->m[i];
 
 		if (m->st == MS_OK && m->fd != -1) {
+			arm(ms);
 			out_reset(ms);
 			(void)out_send(ms, m, C_QUIT);
 		}

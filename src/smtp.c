@@ -415,6 +415,9 @@ reply_verdict(struct session *s, enum verdict v, const struct vreply *vr)
 		return false;
 	if (vr != NULL && vr->code / 100 == want && vr->text[0] != '\0') {
 		reply_own(s, vr, want == 5 ? "5.7.1" : "4.7.1");
+		/* 421 closes the channel (RFC 5321 3.8): the session ends, as Postfix ends it. */
+		if (vr->code == 421)
+			s->done = true;
 		return true;
 	}
 	if (v == VD_TEMPFAIL)
@@ -1089,6 +1092,17 @@ filter_message(struct session *s)
 		if (fv == VD_REJECT || fv == VD_TEMPFAIL)
 			v = fv;
 		edits_free(&ed);
+	}
+	/*
+	 * SIGTERM while a filter judged: the filter was given up (a milter
+	 * closed, the command's group killed); the client hears 421, not
+	 * what the filter's absence made of it, and nothing is stored.
+	 */
+	if (io_terminate) {
+		reply(s, RP_SHUTDOWN, "shutting down");
+		s->done = true;
+		txn_free(s);
+		return false;
 	}
 	if (reply_verdict(s, v, &vr)) {
 		txn_free(s);

@@ -46,8 +46,9 @@ edits_header(struct edits *e, enum hedit_op op, unsigned idx, const char *name,
     const char *value)
 {
 	struct hedit *h;
+	size_t n = strlen(name) + (value != NULL ? strlen(value) : 0);
 
-	if (e->nh == EDITS_MAX_HEADERS) {
+	if (e->nh == EDITS_MAX_HEADERS || n > EDITS_MAX_OCTETS - e->hoctets) {
 		errno = E2BIG;
 		return -1;
 	}
@@ -69,6 +70,7 @@ edits_header(struct edits *e, enum hedit_op op, unsigned idx, const char *name,
 		return -1;
 	}
 	e->nh++;
+	e->hoctets += n;
 	return 0;
 }
 

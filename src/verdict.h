@@ -56,6 +56,7 @@ struct hedit {
 struct edits {
 	struct hedit	*h;
 	size_t		 nh, caph;
+	size_t		 hoctets;	/* the names and values in h */
 	int		 body_fd;	/* -1: body unchanged; else a file with the new body */
 	char		**add_rcpt;	/* addresses, routed like RCPT */
 	size_t		 nadd;
@@ -69,6 +70,7 @@ void edits_init(struct edits *);
 void edits_free(struct edits *);	/* and ready for use again */
 
 #define EDITS_MAX_HEADERS	1000	/* header edits for one message */
+#define EDITS_MAX_OCTETS	(1024 * 1024)	/* their names and values together */
 #define EDITS_MAX_RCPTS		1000	/* recipients added, or deleted */
 
 /*

@@ -191,6 +191,41 @@ wait"
 	assert_equal "$(ms_new_count)" 0
 }
 
+@test "exit 0 with a process left in its group: that process is killed, the message stored" {
+	filter "cat >/dev/null
+sleep 300 &
+echo \$! >'$MS_DIR/child'
+echo 'X-Filtered: yes'
+exit 0"
+	run data_reply "DATA\r\n${MSG}.\r\n"
+	assert_output --partial '250 2.0.0 queued as'
+	local child state
+	child=$(cat "$MS_DIR/child")
+	state=$(awk '{ print $3 }' "/proc/$child/stat" 2>/dev/null || true)
+	[ -z "$state" ] || [ "$state" = Z ] || {
+		kill "$child"
+		fail "pid $child still running (state $state)"
+	}
+	grep -q '^X-Filtered: yes$' "$(ms_new_file)"
+}
+
+@test "SIGTERM while the filter runs: 421 at once, the filter killed, nothing stored" {
+	# filter_timeout is longer than the client waits: only the signal can end it.
+	filter "echo \$\$ >'$MS_DIR/pid'
+exec sleep 300"
+	MS_OPTS+=(-o filter_timeout=60)
+	run smtp_exec --send "${EMR}DATA\r\n" --wait '354 ' --send "${MSG}.\r\n" --pause 0.5 \
+		--signal TERM
+	assert_success
+	assert_line --index -1 --regexp '^421 4\.3\.2 mx\.test '
+	assert_equal "$(ms_report closed)" yes
+	assert_equal "$(ms_report exit)" 0
+	assert_equal "$(ms_new_count)" 0
+	[ -f "$MS_DIR/pid" ] || fail "the filter did not start"
+	run kill -0 "$(cat "$MS_DIR/pid")"
+	assert_failure
+}
+
 @test "a filter that exits 0 without reading a 1 MB message: stored" {
 	filter 'exit 0'
 	python3 -c '

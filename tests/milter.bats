@@ -32,7 +32,7 @@ setup_file() {
 	echo $! >"$MT_DIR/raw.pid"
 	# Bounded wait for every socket.
 	local i s
-	for s in one two nr silent close garbage partial; do
+	for s in one two nr silent close garbage partial progress trickle stall above r421 bigbody bighdrs wsval wsmid; do
 		for i in $(seq 1 100); do
 			[ -S "$MT_DIR/$s.sock" ] || [ -S "$MT_DIR/$s" ] && break
 			sleep 0.1
@@ -242,6 +242,92 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	assert_line --partial "250 2.0.0 queued as"
 	assert_equal "$(ms_new_count)" 1
+}
+
+@test "SMFIR_PROGRESS does not extend milter_timeout: the whole reply is bounded" {
+	# The milter says "in progress" every 0.25 s for 10 s, then continue:
+	# within milter_timeout=1 it never gave its verdict.
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/progress" -o milter_timeout=1)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	grep -q 'event=milter milter=unix:.*/progress error="timeout.*action=tempfail' "$MS_DIR/log"
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "a reply sent one octet at a time does not extend milter_timeout" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/trickle" -o milter_timeout=1)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	grep -q 'event=milter milter=unix:.*/trickle error="timeout.*action=tempfail' "$MS_DIR/log"
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "SIGTERM while a milter judges the message: 421 at once, nothing stored" {
+	# milter_timeout is longer than the client waits: only the signal can end it.
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/stall" -o milter_timeout=60 -o milter_default_action=accept)
+	run smtp_exec --send "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n" \
+		--wait '354 ' --send 'Subject: x\r\n\r\nb\r\n.\r\n' --pause 0.5 --signal TERM
+	assert_success
+	assert_line --partial '421 4.3.2'
+	refute_line --partial '250 2.0.0 queued'
+	assert_equal "$(ms_report closed)" yes
+	assert_equal "$(ms_report exit)" 0
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "changes: fields inserted above Received up to the field bound: refused, not overrun" {
+	# 21 milters (one, 21 times): the first 20 put 19999 fields above
+	# mailslot's Received; the message then has 20001 fields, past
+	# EDIT_MAX_FIELDS, when the last one's change is applied.
+	local i all=
+	for i in $(seq 21); do all+="unix:$MT_DIR/above "; done
+	MS_OPTS+=(-o "milters=$all" -o milter_timeout=30)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	grep -q 'event=error op=filter-edit id=.* error="too many header fields"' "$MS_DIR/log"
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "a milter's own 421 reply closes the session, as 421 says" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/r421")
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 3)" "421 4.7.0 closing this one"
+	assert_equal "$(nth 4)" ""
+	refute_line --partial '221 '
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "changes: a new body larger than max_message_size is refused, not stored" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/bigbody" -o max_message_size=100000)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	grep -q 'event=milter milter=unix:.*/bigbody error="new body too large" action=tempfail' "$MS_DIR/log"
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "changes: header fields adding up to more than 1 MiB are refused, not stored" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/bighdrs")
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	grep -q 'event=milter milter=unix:.*/bighdrs error="too many changes" action=tempfail' "$MS_DIR/log"
+	assert_equal "$(ms_new_count)" 0
+}
+
+@test "changes: a value ending in a fold of white space alone leaves no white line in the header" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/wsval")
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	run stored
+	assert_output --partial "$(printf 'Subject: x\nX-White: a\n\nb')"
+}
+
+@test "changes: a value with a fold of white space alone inside is the milter's protocol error" {
+	MS_OPTS+=(-o "milters=unix:$MT_DIR/wsmid" -o milter_default_action=accept)
+	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	assert_line --partial "250 2.0.0 queued as"
+	grep -q 'event=milter milter=unix:.*/wsmid error="bad header change" action=accept' "$MS_DIR/log"
+	run stored
+	refute_output --partial 'X-Mid'
 }
 
 @test "a milter that is not there: the default action, logged" {

@@ -34,7 +34,7 @@ FUZZ_SRC_alias	 = src/route.c src/addr.c src/log.c src/maildir.c src/sd.c
 FUZZ_SRC_session = $(filter-out src/main.c src/tls.c,$(SRCS))
 # Its log goes nowhere and the process title is left alone (fuzz_session.c).
 FUZZ_LDFLAGS_session = -Wl,--wrap=log_msg,--wrap=setproctitle
-FUZZ_SRC_milter	 = src/milter.c src/verdict.c src/edit.c src/maildir.c src/log.c src/sd.c
+FUZZ_SRC_milter	 = src/milter.c src/verdict.c src/edit.c src/maildir.c src/log.c src/sd.c src/io.c
 
 FUZZ_BINS = $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 

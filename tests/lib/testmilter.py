@@ -10,7 +10,29 @@
 #                                           SOCKETDIR/garbage answers MAIL with
 #                                           a packet no milter may send,
 #                                           SOCKETDIR/partial sends two changes
-#                                           at the end of body, then closes
+#                                           at the end of body, then closes,
+#                                           SOCKETDIR/progress answers the end
+#                                           of body with SMFIR_PROGRESS every
+#                                           0.25 s for 10 s, then CONTINUE,
+#                                           SOCKETDIR/trickle sends its CONTINUE
+#                                           to the end of body one octet every
+#                                           0.4 s,
+#                                           SOCKETDIR/stall never answers the
+#                                           end of body (but reads on),
+#                                           SOCKETDIR/above inserts X-A fields at
+#                                           index 0 (above Received) until the
+#                                           message has 19999, at most 1000 a
+#                                           message; once there, replaces the body,
+#                                           SOCKETDIR/r421 answers MAIL with its own
+#                                           421 reply,
+#                                           SOCKETDIR/bigbody replaces the body with
+#                                           3 pieces of 64 KiB,
+#                                           SOCKETDIR/bighdrs adds 40 fields of
+#                                           60000 octets each,
+#                                           SOCKETDIR/wsval adds a field whose value
+#                                           ends in a fold of white space alone,
+#                                           SOCKETDIR/wsmid one with such a fold
+#                                           inside it
 #
 # The scripted milter's decisions:
 #   connect: client address 192.0.2.1 reject, .2 tempfail, .3 accept
@@ -29,6 +51,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 MACROS = ['j', '{daemon_name}', 'v', '_', '{client_addr}', '{client_port}',
           '{client_name}', '{client_ptr}', 'i', '{mail_addr}', '{rcpt_addr}',
@@ -259,6 +282,7 @@ def raw(sockdir):
         conn.sendall(struct.pack('>I', len(data) + 1) + cmd + data)
 
     def serve(mode, conn):
+        above = 0
         with conn:
             while True:
                 cmd, data = packet(conn)
@@ -266,21 +290,67 @@ def raw(sockdir):
                     return
                 if mode == 'silent' or cmd in (b'D', b'A'):
                     continue
+                if mode == 'above' and cmd == b'L':
+                    above += data.split(b'\x00')[0] == b'X-A'
+                    continue	# SMFIP_NR_HDR
                 if cmd == b'O':
                     send(conn, b'O', struct.pack('>III', 6,
-                                                 0x1ff if mode == 'partial' else 0, 0))
+                                                 0x1ff if mode in ('partial', 'above', 'bigbody', 'bighdrs',
+                                                                 'wsval', 'wsmid') else 0,
+                                                 0x80 if mode == 'above' else 0))
+                elif mode == 'above' and cmd == b'E':
+                    n = min(1000, 19999 - above)
+                    for _ in range(n):
+                        send(conn, b'i', struct.pack('>I', 0) + b'X-A\x00x\x00')
+                    if n == 0:
+                        send(conn, b'b', b'new body\r\n')
+                    send(conn, b'c')
+                    above = 0
                 elif cmd == b'Q':
                     return
                 elif mode == 'close' and cmd == b'T':
                     return
+                elif mode == 'bigbody' and cmd == b'E':
+                    for _ in range(3):
+                        send(conn, b'b', (b'x' * 1022 + b'\r\n') * 64)
+                    send(conn, b'c')
+                elif mode == 'bighdrs' and cmd == b'E':
+                    for i in range(40):
+                        send(conn, b'h', b'X-Big%d\x00' % i + b'v' * 60000 + b'\x00')
+                    send(conn, b'c')
+                elif mode == 'wsval' and cmd == b'E':
+                    send(conn, b'h', b'X-White\x00a\r\n \t\x00')
+                    send(conn, b'c')
+                elif mode == 'wsmid' and cmd == b'E':
+                    send(conn, b'h', b'X-Mid\x00a\r\n \r\n\tb\x00')
+                    send(conn, b'c')
+                elif mode == 'r421' and cmd == b'M':
+                    send(conn, b'y', b'421 4.7.0 closing this one\x00')
                 elif mode == 'garbage' and cmd == b'M':
                     send(conn, b'y', b'hello\x00')	# not a reply code
+                elif mode == 'progress' and cmd == b'E':
+                    for _ in range(40):
+                        send(conn, b'p')
+                        time.sleep(0.25)
+                    send(conn, b'c')
+                elif mode == 'trickle' and cmd == b'E':
+                    for b in struct.pack('>I', 1) + b'c':
+                        conn.sendall(bytes([b]))
+                        time.sleep(0.4)
+                elif mode == 'stall' and cmd == b'E':
+                    continue
                 elif mode == 'partial' and cmd == b'E':
                     send(conn, b'h', b'X-Partial\x00half done\x00')
                     send(conn, b'e', b'<partial@example.net>\x00')
                     return	# closed before its verdict
                 else:
                     send(conn, b'c')
+
+    def serve_quietly(mode, conn):
+        try:
+            serve(mode, conn)
+        except OSError:
+            pass	# mailslot gave up on it: what this mode is for
 
     def listen(mode):
         path = os.path.join(sockdir, mode)
@@ -290,9 +360,10 @@ def raw(sockdir):
         s.listen(16)
         while True:
             conn, _ = s.accept()
-            threading.Thread(target=serve, args=(mode, conn), daemon=True).start()
+            threading.Thread(target=serve_quietly, args=(mode, conn), daemon=True).start()
 
-    for mode in ('silent', 'close', 'garbage', 'partial'):
+    for mode in ('silent', 'close', 'garbage', 'partial', 'progress', 'trickle', 'stall',
+                 'above', 'r421', 'bigbody', 'bighdrs', 'wsval', 'wsmid'):
         threading.Thread(target=listen, args=(mode,), daemon=True).start()
     threading.Event().wait()
 
