@@ -840,8 +840,11 @@ def run_session(args, name, work):
     if noproc:
         cmd = ['unshare', '-m', '--propagation', 'private', 'sh', '-c',
                'mount -t tmpfs none /proc && exec "$@"', 'sh'] + cmd
+    # A sanitizer build: LeakSanitizer cannot work under ptrace.
+    env = dict(os.environ)
+    env['ASAN_OPTIONS'] = env.get('ASAN_OPTIONS', '') + ':detect_leaks=0'
     p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       cwd=root, timeout=120)
+                       cwd=root, timeout=120, env=env)
     replies = p.stdout.decode('ascii', 'replace') + p.stderr.decode('ascii', 'replace')
     for call in read_trace(trace):
         model.call(*call)
