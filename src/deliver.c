@@ -1362,6 +1362,7 @@ all_fail:
 
 /* ---- filters (verdict.h) ---------------------------------------------------- */
 
+__attribute__((cold))
 static int
 filter_begin(struct delivery *d, const struct rcpt *r, size_t n)
 {
@@ -1374,6 +1375,7 @@ filter_begin(struct delivery *d, const struct rcpt *r, size_t n)
 	return 0;
 }
 
+__attribute__((cold))
 static void
 filter_free(struct delivery *d)
 {
@@ -1393,6 +1395,7 @@ filter_free(struct delivery *d)
 }
 
 /* Keep `s` (malloc'ed) until the delivery goes; NULL when it cannot. */
+__attribute__((cold))
 static char *
 own(struct delivery *d, char *s)
 {
@@ -1407,6 +1410,7 @@ own(struct delivery *d, char *s)
 	return s;
 }
 
+__attribute__((cold))
 static const char *
 junk_path(struct delivery *d, const char *root)
 {
@@ -1437,6 +1441,7 @@ received_at(const char *h, size_t len)
  * A file made from the (edited) message for `rcpts`: its trace, with
  * Received where the filters put it.
  */
+__attribute__((cold))
 static int
 filtered_copy(struct delivery *d, struct copy *cp, const char *const *rcpts, size_t nrcpts)
 {
@@ -1467,6 +1472,7 @@ delivery_filtered(const struct delivery *d)
 	return d->filtered;
 }
 
+__attribute__((cold))
 int
 delivery_message(struct delivery *d, int *fd, off_t *off, uint64_t *len, bool *lf_stored)
 {
@@ -1482,24 +1488,28 @@ delivery_message(struct delivery *d, int *fd, off_t *off, uint64_t *len, bool *l
 	return 0;
 }
 
+__attribute__((cold))
 const char *
 delivery_rcpt(const struct delivery *d, size_t i)
 {
 	return i < d->nrs ? d->rs[i].mb.text : NULL;
 }
 
+__attribute__((cold))
 const char *
 delivery_sender(const struct delivery *d)
 {
 	return d->tr.sender;
 }
 
+__attribute__((cold))
 unsigned
 delivery_received_index(const struct delivery *d)
 {
 	return d->at.nabove;
 }
 
+__attribute__((cold))
 size_t
 delivery_targets(const struct delivery *d)
 {
@@ -1511,6 +1521,7 @@ delivery_targets(const struct delivery *d)
 }
 
 /* "<a@b>" or "a@b" from a filter, parsed as RCPT parses it. */
+__attribute__((cold))
 static bool
 filter_addr(const char *a, struct mailbox *mb)
 {
@@ -1528,6 +1539,7 @@ filter_addr(const char *a, struct mailbox *mb)
 	return addr_parse(buf, ADDR_UTF8, mb, &rest) == ADDR_OK && *rest == '\0';
 }
 
+__attribute__((cold))
 static int
 edit_fail(char *why, size_t size, const char *s)
 {
@@ -1535,6 +1547,7 @@ edit_fail(char *why, size_t size, const char *s)
 	return -1;
 }
 
+__attribute__((cold))
 int
 delivery_edit(struct delivery *d, const struct router *router, enum rmode mode,
     const struct edits *e, char *why, size_t whysize)
@@ -1653,6 +1666,7 @@ delivery_edit(struct delivery *d, const struct router *router, enum rmode mode,
 	return 0;
 }
 
+__attribute__((cold))
 int
 delivery_quarantine(struct delivery *d)
 {
@@ -1670,6 +1684,7 @@ delivery_quarantine(struct delivery *d)
 	return 0;
 }
 
+__attribute__((cold))
 size_t
 delivery_first_copy(struct delivery *d, struct dpiece p[4])
 {

@@ -1103,6 +1103,7 @@ milter_spec_ok(const char *spec)
 	return spec_addr(spec, &ss, &len) == 0;
 }
 
+__attribute__((hot))
 int
 milter_check(const char *milters, FILE *err)
 {
@@ -1188,6 +1189,7 @@ refusal(enum verdict v)
 	return v == VD_REJECT || v == VD_TEMPFAIL || v == VD_DISCARD;
 }
 
+__attribute__((hot))
 struct milters *
 milter_open(const struct config *conf, const struct peer *peer, enum verdict *vd,
     struct vreply *vr)
@@ -1302,6 +1304,7 @@ milter_tls(struct milters *ms, const char *d)
 	}
 }
 
+__attribute__((hot))
 enum verdict
 milter_helo(struct milters *ms, const char *helo, struct vreply *vr)
 {
@@ -1337,6 +1340,7 @@ milter_helo(struct milters *ms, const char *helo, struct vreply *vr)
 }
 
 /* Tell the milters a transaction is over without its end of body. */
+__attribute__((hot))
 void
 milter_abort(struct milters *ms)
 {
@@ -1357,6 +1361,7 @@ milter_abort(struct milters *ms)
 	ms->queue_id[0] = ms->mail_addr[0] = ms->rcpt_addr[0] = '\0';
 }
 
+__attribute__((hot))
 enum verdict
 milter_mail(struct milters *ms, const char *sender, struct vreply *vr)
 {
@@ -1409,6 +1414,7 @@ milter_mail(struct milters *ms, const char *sender, struct vreply *vr)
 	return VD_CONTINUE;
 }
 
+__attribute__((hot))
 enum verdict
 milter_rcpt(struct milters *ms, const char *rcpt, struct vreply *vr)
 {
@@ -1803,6 +1809,7 @@ milter_message_end(struct milters *ms)
 	ms->queue_id[0] = ms->mail_addr[0] = ms->rcpt_addr[0] = '\0';
 }
 
+__attribute__((hot))
 void
 milter_close(struct milters *ms)
 {

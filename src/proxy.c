@@ -258,6 +258,7 @@ unmap(int *family, unsigned char *addr, unsigned *bits)
 	}
 }
 
+__attribute__((hot))
 int
 proxy_trust_parse(const char *list, struct proxy_trust *t, FILE *err)
 {

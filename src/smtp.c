@@ -1033,6 +1033,7 @@ apply_edits(struct session *s, struct edits *ed)
  * message goes on to be stored; else the reply was sent and the
  * transaction is over.
  */
+__attribute__((cold))
 static bool
 filter_message(struct session *s)
 {

@@ -370,6 +370,7 @@ server_free(struct tls_server *ts)
 	ts->cfg = NULL;
 }
 
+__attribute__((hot))
 bool
 tls_offered(const struct config *c)
 {
@@ -411,6 +412,7 @@ tls_prepare(const struct config *c, char *why, size_t n)
  * did the handshake only, and for CLOSE_WAIT_MS at most: a client that has
  * gone or stopped reading does not delay the exit.
  */
+__attribute__((hot))
 void
 tls_finish(void)
 {

@@ -853,12 +853,21 @@ def run_session(args, name, work):
 
 
 def subsets(ops, k, durable, rng, n):
-    """The subsets of the non-durable ops in ops[:k] to try at crash point k."""
+    """The subsets of the non-durable ops in ops[:k] to try at crash point k.
+
+    Every subset when there are at most n + 2 of them; else none lost, all
+    lost and n random ones.
+    """
     loose = [i for i in range(k) if not durable[i]]
     yield 'none lost', [True] * k
     if not loose:
         return
     yield 'all lost', list(durable)
+    if len(loose) < 20 and 2 ** len(loose) <= n + 2:
+        for bits in range(1, 2 ** len(loose) - 1):
+            keep = set(i for j, i in enumerate(loose) if bits >> j & 1)
+            yield 'subset %d' % bits, [durable[i] or i in keep for i in range(k)]
+        return
     for j in range(n):
         keep = set(i for i in loose if rng.random() < 0.5)
         yield 'random %d' % j, [durable[i] or i in keep for i in range(k)]
