@@ -1582,6 +1582,7 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 	end = arg + strlen(arg);
 	while (end > arg && (end[-1] == ' ' || end[-1] == '\t'))
 		*--end = '\0';
+	s->cmdlen = (size_t)(end - line);	/* the log shows the trimmed line */
 
 	if (raw > LINE_MAX_CMD && !(c->args & A_LONG))
 		reply(s, RP_LINE_TOO_LONG, NULL);

@@ -44,6 +44,16 @@ SESSION='EHLO c.example\r\nFOO\x1b[31m\x01\xff\r\nMAIL FROM:<a@b.example>\r\nRCP
 	assert_output 0
 }
 
+@test "log: a refused command is logged without the trailing blanks mailslot trimmed" {
+	# The 36 octets after the BDAT line are its chunk, read and dropped.
+	run smtp_pipe 'EHLO c.example\r\nRCPT TO:<x@example.org> \t \r\nbdat 36 LAST                \r\n012345678901234567890123456789012345QUIT\r\n'
+	assert_success
+	run grep -c 'event=refuse code=503 .* command="bdat 36 LAST" reason="need MAIL first"$' "$MS_DIR/log"
+	assert_output 1
+	run grep -c 'event=refuse code=503 .* command="RCPT TO:<x@example.org>" reason="need MAIL first"$' "$MS_DIR/log"
+	assert_output 1
+}
+
 @test "log: hostile values in every client field stay inside their own field" {
 	# HELO/EHLO names, MAIL and RCPT addresses (refused and delivered), the
 	# VRFY, EXPN and HELP arguments, unknown verbs, and the replies that
