@@ -101,7 +101,7 @@ static const struct {
 	[RP_TLS_UNAVAILABLE]  = { 454, "4.7.0", 0, "TLS not available due to temporary reason" },
 	[RP_UNRECOGNIZED]     = { 500, "5.5.1", 0, "Syntax error, command unrecognized" },
 	[RP_LINE_TOO_LONG]    = { 500, "5.5.2", 0, "Syntax error, line too long" },
-	[RP_NUL]              = { 500, "5.5.2", 0, "Syntax error, command unrecognized" },
+	[RP_NUL]              = { 500, "5.5.2", 0, "Syntax error, NUL octet in command line" },
 	[RP_BAD_RCPT]         = { 501, "5.1.3", 0, "Syntax error in parameters or arguments" },
 	[RP_BAD_SENDER]       = { 501, "5.1.7", 0, "Syntax error in parameters or arguments" },
 	[RP_SYNTAX]           = { 501, "5.5.4", 0, "Syntax error in parameters or arguments" },
@@ -1561,7 +1561,7 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 	s->cmd = line;
 	s->cmdlen = len;
 	if (memchr(line, '\0', len) != NULL) {
-		reply(s, RP_NUL, "NUL octet in command line");
+		reply(s, RP_NUL, NULL);
 		if (bdat_line(line, len))
 			lost_sync(s);	/* where the line was cut is anyone's guess */
 		return;
