@@ -1514,6 +1514,14 @@ send_header(struct milters *ms, struct milter *m, char *hb, size_t hn, struct vr
 	char *colon = memchr(hb, ':', hn), *v;
 	size_t vn;
 
+	/*
+	 * The field's line was whole, colon included (field_start), but its
+	 * copy here was cut short when memory ran out (hb_add).
+	 */
+	if (colon == NULL) {
+		fail(ms, m, "out of memory", 0);
+		return default_verdict(ms);
+	}
 	/* the value: after the colon, without the last line end */
 	while (hn > 0 && (hb[hn - 1] == '\n' || hb[hn - 1] == '\r'))
 		hn--;
