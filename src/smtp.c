@@ -1138,6 +1138,23 @@ filter_message(struct session *s)
 	return true;
 }
 
+/*
+ * A commit that failed: one line per recipient, `to` (LMTP) or every one
+ * of the transaction, as event=deliver names them (src/deliver.c), so that
+ * a grep for an address finds the failure too.
+ */
+static void
+log_failed(const struct session *s, const char *id, const char *to, int err)
+{
+	char q[LOG_QUOTED(ADDR_MAX_PATH + 2)];
+	size_t n = to != NULL ? 1 : s->tx->nrcpt;
+
+	for (size_t i = 0; i < n; i++)
+		log_msg(LOG_ERR, "event=error op=commit id=%s to=%s error=\"%s\"", id,
+		    log_quote_path(q, sizeof(q), to != NULL ? to : s->tx->rcpt[i].mb.text),
+		    err ? strerror(err) : "delivery failed");
+}
+
 /* The reply for a commit's outcome; `to`: the recipient it is for (LMTP). */
 static void
 commit_reply(struct session *s, enum dresult dr, int err, const char *name,
@@ -1167,8 +1184,7 @@ commit_reply(struct session *s, enum dresult dr, int err, const char *name,
 		r = RP_LOCAL_ERROR, what = "forwarding failed";
 		break;
 	default:
-		log_msg(LOG_ERR, "event=error op=commit id=%s error=\"%s\"", id,
-		    err ? strerror(err) : "delivery failed");
+		log_failed(s, id, to, err);
 		r = failure_reply(err), what = "message not stored";
 		break;
 	}
