@@ -77,7 +77,10 @@ io_init(struct io *io, int rfd, int wfd, int write_timeout)
 
 	io->rfd = rfd;
 	io->wfd = wfd;
-	io->t = fstat(rfd, &st) == 0 && S_ISSOCK(st.st_mode) ? &io_socket : &io_plain;
+	if (fstat(rfd, &st) == -1)
+		st.st_mode = 0;
+	io->t = S_ISSOCK(st.st_mode) ? &io_socket : &io_plain;
+	io->chardev = S_ISCHR(st.st_mode);
 	io->tctx = NULL;
 	io->write_timeout = write_timeout;
 	io->ipos = io->iend = io->olen = 0;

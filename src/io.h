@@ -41,6 +41,7 @@ struct io {
 	int			 rfd, wfd;
 	const struct transport	*t;
 	void			*tctx;
+	bool			 chardev;	/* rfd is a character device: a terminal, maybe */
 	int			 write_timeout;	/* seconds, for every flush */
 	size_t			 ipos, iend;	/* unread input is in[ipos..iend) */
 	size_t			 olen;

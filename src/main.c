@@ -6,7 +6,6 @@
  * temporary one (the Maildir could not be opened).
  */
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <arpa/inet.h>
@@ -460,10 +459,11 @@ main(int argc, char *argv[], char *envp[])
 	le = (enum line_endings)conf.line_endings;
 	/*
 	 * lf only for a person typing: a pipe may be a TLS wrapper's
-	 * (s6-tlsserver) with a network client behind it.
+	 * (s6-tlsserver) with a network client behind it.  isatty() is an
+	 * ioctl: asked only of a character device (io_init's fstat).
 	 */
 	if (le == LE_AUTO)
-		le = isatty(rfd) ? LE_LF : LE_CRLF;
+		le = io.chardev && isatty(rfd) ? LE_LF : LE_CRLF;
 
 	/* The catch-all is created (0700) if missing; a broken one is a 421 now. */
 	if (conf.mailboxes[0] == '\0') {

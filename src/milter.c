@@ -852,13 +852,21 @@ out_send(struct milters *ms, struct milter *m, char cmd)
 	return send_all(ms, m, ms->out, ms->outlen);
 }
 
+/*
+ * n octets from the milter.  `wait`: they cannot be there yet (the reply to
+ * what was just sent), so wait before the first recv instead of after one
+ * that finds nothing.
+ */
 static int
-read_full(struct milters *ms, struct milter *m, char *p, size_t n)
+read_full(struct milters *ms, struct milter *m, char *p, size_t n, bool wait)
 {
 	while (n > 0) {
-		ssize_t r = recv(m->fd, p, n, 0);
+		ssize_t r;
 
-		if (r > 0) {
+		if (wait && wait_fd(ms, m->fd, POLLIN) == -1)
+			break;
+		wait = false;
+		if ((r = recv(m->fd, p, n, 0)) > 0) {
 			p += r;
 			n -= (size_t)r;
 			continue;
@@ -869,14 +877,17 @@ read_full(struct milters *ms, struct milter *m, char *p, size_t n)
 		}
 		if (errno == EINTR && !io_terminate)
 			continue;
-		if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    wait_fd(ms, m->fd, POLLIN) == 0)
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			wait = true;
 			continue;
-		fail(ms, m, errno == ETIMEDOUT ? "timeout" : errno == EINTR ? "shutting down" :
-		    "read", errno);
-		return -1;
+		}
+		break;
 	}
-	return 0;
+	if (n == 0)
+		return 0;
+	fail(ms, m, errno == ETIMEDOUT ? "timeout" : errno == EINTR ? "shutting down" :
+	    "read", errno);
+	return -1;
 }
 
 /*
@@ -886,12 +897,13 @@ read_full(struct milters *ms, struct milter *m, char *p, size_t n)
 static int
 read_replies(struct milters *ms, struct milter *m, struct exchange *x)
 {
-	for (;;) {
+	/* The first reply is yet to come; the next may have come with it. */
+	for (bool first = true;; first = false) {
 		unsigned char hdr[5];
 		uint32_t len;
 		int r;
 
-		if (read_full(ms, m, (char *)hdr, 5) == -1)
+		if (read_full(ms, m, (char *)hdr, 5, first) == -1)
 			return -1;
 		len = get32(hdr);
 		if (len == 0 || len > (hdr[4] == R_REPLBODY ? MILTER_MAX_BODY : MILTER_MAX_PACKET)) {
@@ -908,7 +920,7 @@ read_replies(struct milters *ms, struct milter *m, struct exchange *x)
 			ms->in = in;
 			ms->incap = len;
 		}
-		if (read_full(ms, m, ms->in, len - 1) == -1)
+		if (read_full(ms, m, ms->in, len - 1, false) == -1)
 			return -1;
 		r = packet(x, (char)hdr[4], ms->in, len - 1);
 		if (r == P_ERR) {
@@ -1514,6 +1526,14 @@ send_header(struct milters *ms, struct milter *m, char *hb, size_t hn, struct vr
 	char *colon = memchr(hb, ':', hn), *v;
 	size_t vn;
 
+	/*
+	 * The field's line was whole, colon included (field_start), but its
+	 * copy here was cut short when memory ran out (hb_add).
+	 */
+	if (colon == NULL) {
+		fail(ms, m, "out of memory", 0);
+		return default_verdict(ms);
+	}
 	/* the value: after the colon, without the last line end */
 	while (hn > 0 && (hb[hn - 1] == '\n' || hb[hn - 1] == '\r'))
 		hn--;

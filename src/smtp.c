@@ -101,7 +101,7 @@ static const struct {
 	[RP_TLS_UNAVAILABLE]  = { 454, "4.7.0", 0, "TLS not available due to temporary reason" },
 	[RP_UNRECOGNIZED]     = { 500, "5.5.1", 0, "Syntax error, command unrecognized" },
 	[RP_LINE_TOO_LONG]    = { 500, "5.5.2", 0, "Syntax error, line too long" },
-	[RP_NUL]              = { 500, "5.5.2", 0, "Syntax error, command unrecognized" },
+	[RP_NUL]              = { 500, "5.5.2", 0, "Syntax error, NUL octet in command line" },
 	[RP_BAD_RCPT]         = { 501, "5.1.3", 0, "Syntax error in parameters or arguments" },
 	[RP_BAD_SENDER]       = { 501, "5.1.7", 0, "Syntax error in parameters or arguments" },
 	[RP_SYNTAX]           = { 501, "5.5.4", 0, "Syntax error in parameters or arguments" },
@@ -1138,6 +1138,23 @@ filter_message(struct session *s)
 	return true;
 }
 
+/*
+ * A commit that failed: one line per recipient, `to` (LMTP) or every one
+ * of the transaction, as event=deliver names them (src/deliver.c), so that
+ * a grep for an address finds the failure too.
+ */
+static void
+log_failed(const struct session *s, const char *id, const char *to, int err)
+{
+	char q[LOG_QUOTED(ADDR_MAX_PATH + 2)];
+	size_t n = to != NULL ? 1 : s->tx->nrcpt;
+
+	for (size_t i = 0; i < n; i++)
+		log_msg(LOG_ERR, "event=error op=commit id=%s to=%s error=\"%s\"", id,
+		    log_quote_path(q, sizeof(q), to != NULL ? to : s->tx->rcpt[i].mb.text),
+		    err ? strerror(err) : "delivery failed");
+}
+
 /* The reply for a commit's outcome; `to`: the recipient it is for (LMTP). */
 static void
 commit_reply(struct session *s, enum dresult dr, int err, const char *name,
@@ -1167,8 +1184,7 @@ commit_reply(struct session *s, enum dresult dr, int err, const char *name,
 		r = RP_LOCAL_ERROR, what = "forwarding failed";
 		break;
 	default:
-		log_msg(LOG_ERR, "event=error op=commit id=%s error=\"%s\"", id,
-		    err ? strerror(err) : "delivery failed");
+		log_failed(s, id, to, err);
 		r = failure_reply(err), what = "message not stored";
 		break;
 	}
@@ -1561,7 +1577,7 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 	s->cmd = line;
 	s->cmdlen = len;
 	if (memchr(line, '\0', len) != NULL) {
-		reply(s, RP_NUL, "NUL octet in command line");
+		reply(s, RP_NUL, NULL);
 		if (bdat_line(line, len))
 			lost_sync(s);	/* where the line was cut is anyone's guess */
 		return;
@@ -1582,6 +1598,7 @@ dispatch(struct session *s, char *line, size_t len, size_t raw)
 	end = arg + strlen(arg);
 	while (end > arg && (end[-1] == ' ' || end[-1] == '\t'))
 		*--end = '\0';
+	s->cmdlen = (size_t)(end - line);	/* the log shows the trimmed line */
 
 	if (raw > LINE_MAX_CMD && !(c->args & A_LONG))
 		reply(s, RP_LINE_TOO_LONG, NULL);

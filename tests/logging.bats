@@ -44,6 +44,16 @@ SESSION='EHLO c.example\r\nFOO\x1b[31m\x01\xff\r\nMAIL FROM:<a@b.example>\r\nRCP
 	assert_output 0
 }
 
+@test "log: a refused command is logged without the trailing blanks mailslot trimmed" {
+	# The 36 octets after the BDAT line are its chunk, read and dropped.
+	run smtp_pipe 'EHLO c.example\r\nRCPT TO:<x@example.org> \t \r\nbdat 36 LAST                \r\n012345678901234567890123456789012345QUIT\r\n'
+	assert_success
+	run grep -c 'event=refuse code=503 .* command="bdat 36 LAST" reason="need MAIL first"$' "$MS_DIR/log"
+	assert_output 1
+	run grep -c 'event=refuse code=503 .* command="RCPT TO:<x@example.org>" reason="need MAIL first"$' "$MS_DIR/log"
+	assert_output 1
+}
+
 @test "log: hostile values in every client field stay inside their own field" {
 	# HELO/EHLO names, MAIL and RCPT addresses (refused and delivered), the
 	# VRFY, EXPN and HELP arguments, unknown verbs, and the replies that
@@ -118,6 +128,26 @@ WHO="EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nR
 	assert_output 1
 	run grep -c 'event=refuse code=553 .* to="<x/y@example.org>"$' "$MS_DIR/log"
 	assert_output 1
+}
+
+@test "log: a failed commit is logged once per recipient, by address (strace --inject)" {
+	[ -z "$MAILSLOT_WRAPPER" ] || skip "strace around MAILSLOT_WRAPPER ($MAILSLOT_WRAPPER) does not work"
+	command -v strace >/dev/null || skip "no strace"
+	strace -qq -o /dev/null -e inject=fsync:error=EIO:when=1 true 2>/dev/null ||
+		skip "this strace cannot inject faults"
+	run smtp_pipe 'QUIT\r\n'	# the catch-all made, with its fsyncs
+	assert_success
+	# Without AIO (refused, as seccomp may), the file's fsync fails.
+	MAILSLOT_WRAPPER="strace -f -qq -o /dev/null -e trace=fsync,io_setup -e inject=io_setup:error=ENOSYS -e inject=fsync:error=EIO:when=1"
+	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<"c d"@example.net>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n' \
+	    -o domains=example.org,example.net
+	assert_line --regexp '^451 4\.3\.0 message not stored: '
+	for a in 'bob@example.org' '\\"c d\\"@example.net'; do
+		run grep -c "event=error op=commit id=[^ ]* to=\"<$a>\" error=\"Input/output error\"\$" "$MS_DIR/log"
+		assert_output 1
+	done
+	run grep -c 'event=error op=commit ' "$MS_DIR/log"
+	assert_output 2
 }
 
 @test "log: the Message-ID is escaped and bounded; none is msgid=\"\"" {

@@ -253,7 +253,7 @@ teardown() {
 		assert_reply 553 5.1.3 'Requested action not taken: mailbox name not allowed'
 	done
 	run rc_rcpt 'a\0b@example.org'
-	assert_reply 500 5.5.2 'Syntax error, command unrecognized'
+	assert_reply 500 5.5.2 'Syntax error, NUL octet in command line'
 }
 
 @test "553 5.1.3: a C1 control character (U+0080-U+009F) in a UTF-8 local part" {

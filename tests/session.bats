@@ -675,10 +675,13 @@ free_bytes() {
 @test "a NUL in a command line: 500 5.5.2" {
 	run reply_to '' 'NOOP a\0b'
 	assert_success
-	assert_reply 500 5.5.2 "$UNREC"
+	assert_reply 500 5.5.2 'Syntax error, NUL octet in command line'
 	run reply_to "$E" 'MAIL FROM:<a\0@b.example>'
 	assert_success
-	assert_reply 500 5.5.2 "$UNREC"
+	assert_reply 500 5.5.2 'Syntax error, NUL octet in command line'
+	run reply_to '' 'FOO\0'
+	assert_success
+	assert_reply 500 5.5.2 'Syntax error, NUL octet in command line'
 }
 
 @test "commands may end in a bare LF" {
