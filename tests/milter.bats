@@ -86,30 +86,46 @@ seen() {
 # The nth complete reply of $output.
 nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
-@test "connect: reject, tempfail and accept answer the MAIL commands" {
-	TCPREMOTEIP=192.0.2.1 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
+# The replies a content filter's refusal and deferral get.
+REFUSED="550 5.7.1 Requested action not taken: refused by a content filter"
+DEFERRED="451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+
+# send_plain: send_msg with the sender, recipient and message most tests use.
+send_plain() { send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'; }
+
+# deferred_at_dot [LOG]: a plain message is deferred at the final dot and
+# nothing is stored; LOG, a grep pattern, is in the log.
+deferred_at_dot() {
+	send_plain
+	assert_equal "$(nth 6)" "$DEFERRED"
+	[ -z "${1-}" ] || grep -q "$1" "$MS_DIR/log"
 	assert_equal "$(ms_new_count)" 0
-	TCPREMOTEIP=192.0.2.2 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+}
+
+@test "connect: reject, tempfail and accept answer the MAIL commands" {
+	TCPREMOTEIP=192.0.2.1 send_plain
+	assert_equal "$(nth 3)" "$REFUSED"
+	assert_equal "$(ms_new_count)" 0
+	TCPREMOTEIP=192.0.2.2 send_plain
+	assert_equal "$(nth 3)" "$DEFERRED"
 	assert_equal "$(ms_new_count)" 0
 	# accept: no more steps for this connection, the message is stored
-	TCPREMOTEIP=192.0.2.3 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	TCPREMOTEIP=192.0.2.3 send_plain
 	assert_line --partial "250 2.0.0 queued as"
 	assert_equal "$(ms_new_count)" 1
 	[ ! -e "$MT_OUT/$TID.one.json" ]
 }
 
 @test "connect: a pipe has no peer address: family unknown, not 127.0.0.1" {
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	assert_line --partial "250 2.0.0 queued as"
 	run seen one 'r["connect"]'
 	assert_output '["unknown", 0, "None"]'
-	TCPREMOTEIP=198.51.100.7 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	TCPREMOTEIP=198.51.100.7 send_plain
 	run seen one 'r["connect"][2] + " " + r["macros"]["{client_addr}"]'
 	assert_output "('198.51.100.7', 0) 198.51.100.7"
 	# the port the launcher (or a PROXY header) gave for the peer
-	TCPREMOTEIP=198.51.100.7 TCPREMOTEPORT=40123 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	TCPREMOTEIP=198.51.100.7 TCPREMOTEPORT=40123 send_plain
 	run seen one 'r["connect"][2] + " " + r["macros"]["{client_port}"]'
 	assert_output "('198.51.100.7', 40123) 40123"
 }
@@ -117,9 +133,9 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 @test "helo: reject, tempfail and a custom two-line reply answer MAIL" {
 	run smtp_pipe 'HELO reject.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n'
 	assert_equal "$(nth 2)" "250 $MS_HOST Requested mail action okay, completed"
-	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	assert_equal "$(nth 3)" "$REFUSED"
 	run smtp_pipe 'HELO tempfail.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	assert_equal "$(nth 3)" "$DEFERRED"
 	run smtp_pipe 'EHLO custom.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n'
 	assert_equal "$(nth 3)" "$(printf '554-5.7.0 first line\n554 5.7.0 go away')"
 	# a new HELO that the milter takes lifts the refusal
@@ -129,9 +145,9 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "mail: reject, tempfail, custom, discard, accept" {
 	send_msg reject-mail@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	assert_equal "$(nth 3)" "$REFUSED"
 	send_msg tempfail-mail@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	assert_equal "$(nth 3)" "$DEFERRED"
 	send_msg custom-mail@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
 	assert_equal "$(nth 3)" "$(printf '451-4.7.2 come back\n451 4.7.2 much later')"
 	assert_equal "$(ms_new_count)" 0
@@ -150,21 +166,21 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "rcpt: one of two refused, the other keeps the message" {
 	send_msg a@b.example "reject-rcpt@example.org bob@example.org" 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 4)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	assert_equal "$(nth 4)" "$REFUSED"
 	assert_equal "$(nth 5)" "250 2.1.5 <bob@example.org>: Requested mail action okay, completed"
 	assert_line --partial "250 2.0.0 queued as"
 	assert_equal "$(ms_new_count)" 1
 	grep -q '^Delivered-To: bob@example.org$' "$(ms_new_file)"
 	send_msg a@b.example "tempfail-rcpt@example.org" 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 4)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	assert_equal "$(nth 4)" "$DEFERRED"
 	assert_equal "$(nth 5)" "554 5.5.1 no valid recipients: Transaction failed"
 }
 
 @test "end of body: reject, tempfail, custom, discard, accept at the final dot" {
 	send_msg a@b.example bob@example.org 'X-Mode: reject\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	assert_equal "$(nth 6)" "$REFUSED"
 	send_msg a@b.example bob@example.org 'X-Mode: tempfail\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	assert_equal "$(nth 6)" "$DEFERRED"
 	send_msg a@b.example bob@example.org 'X-Mode: custom\r\n' 'b\r\n'
 	assert_equal "$(nth 6)" "$(printf '550-5.7.9 not this one\n550 5.7.9 nor any other')"
 	send_msg a@b.example bob@example.org 'X-Mode: discard\r\n' 'b\r\n'
@@ -177,7 +193,7 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "end of body: BDAT LAST is answered by the milter too" {
 	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nBDAT 18\r\nX-Mode: reject\r\n\r\nBDAT 3 LAST\r\nb\r\nQUIT\r\n'
-	assert_equal "$(nth 6)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	assert_equal "$(nth 6)" "$REFUSED"
 	assert_equal "$(ms_new_count)" 0
 }
 
@@ -197,7 +213,7 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 }
 
 @test "macros: every one mailslot promises, at its stage" {
-	TCPREMOTEIP=198.51.100.7 send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	TCPREMOTEIP=198.51.100.7 send_plain
 	assert_line --partial "250 2.0.0 queued as"
 	id=$(printf '%s\n' "$output" | sed -n 's/.*queued as \([^.]*\.[^.]*\)\..*/\1/p')
 	run seen one 'r["macros"]'
@@ -232,14 +248,14 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "a milter that never answers: milter_timeout, then the default action" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/silent" -o milter_timeout=1)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	send_plain
+	assert_equal "$(nth 3)" "$DEFERRED"
 	grep -q 'event=milter milter=unix:.*/silent error="timeout.*action=tempfail' "$MS_DIR/log"
 	MS_OPTS+=(-o milter_default_action=reject)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	send_plain
+	assert_equal "$(nth 3)" "$REFUSED"
 	MS_OPTS+=(-o milter_default_action=accept)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	assert_line --partial "250 2.0.0 queued as"
 	assert_equal "$(ms_new_count)" 1
 }
@@ -248,18 +264,12 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	# The milter says "in progress" every 0.25 s for 10 s, then continue:
 	# within milter_timeout=1 it never gave its verdict.
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/progress" -o milter_timeout=1)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
-	grep -q 'event=milter milter=unix:.*/progress error="timeout.*action=tempfail' "$MS_DIR/log"
-	assert_equal "$(ms_new_count)" 0
+	deferred_at_dot 'event=milter milter=unix:.*/progress error="timeout.*action=tempfail'
 }
 
 @test "a reply sent one octet at a time does not extend milter_timeout" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/trickle" -o milter_timeout=1)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
-	grep -q 'event=milter milter=unix:.*/trickle error="timeout.*action=tempfail' "$MS_DIR/log"
-	assert_equal "$(ms_new_count)" 0
+	deferred_at_dot 'event=milter milter=unix:.*/trickle error="timeout.*action=tempfail'
 }
 
 @test "SIGTERM while a milter judges the message: 421 at once, nothing stored" {
@@ -282,15 +292,12 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	local i all=
 	for i in $(seq 21); do all+="unix:$MT_DIR/above "; done
 	MS_OPTS+=(-o "milters=$all" -o milter_timeout=30)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
-	grep -q 'event=error op=filter-edit id=.* error="too many header fields"' "$MS_DIR/log"
-	assert_equal "$(ms_new_count)" 0
+	deferred_at_dot 'event=error op=filter-edit id=.* error="too many header fields"'
 }
 
 @test "a milter's own 421 reply closes the session, as 421 says" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/r421")
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	assert_equal "$(nth 3)" "421 4.7.0 closing this one"
 	assert_equal "$(nth 4)" ""
 	refute_line --partial '221 '
@@ -299,23 +306,17 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "changes: a new body larger than max_message_size is refused, not stored" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/bigbody" -o max_message_size=100000)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
-	grep -q 'event=milter milter=unix:.*/bigbody error="new body too large" action=tempfail' "$MS_DIR/log"
-	assert_equal "$(ms_new_count)" 0
+	deferred_at_dot 'event=milter milter=unix:.*/bigbody error="new body too large" action=tempfail'
 }
 
 @test "changes: header fields adding up to more than 1 MiB are refused, not stored" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/bighdrs")
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
-	grep -q 'event=milter milter=unix:.*/bighdrs error="too many changes" action=tempfail' "$MS_DIR/log"
-	assert_equal "$(ms_new_count)" 0
+	deferred_at_dot 'event=milter milter=unix:.*/bighdrs error="too many changes" action=tempfail'
 }
 
 @test "changes: a value ending in a fold of white space alone leaves no white line in the header" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/wsval")
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	assert_line --partial "250 2.0.0 queued as"
 	run stored
 	assert_output --partial "$(printf 'Subject: x\nX-White: a\n\nb')"
@@ -323,7 +324,7 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "changes: a value with a fold of white space alone inside is the milter's protocol error" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/wsmid" -o milter_default_action=accept)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	assert_line --partial "250 2.0.0 queued as"
 	grep -q 'event=milter milter=unix:.*/wsmid error="bad header change" action=accept' "$MS_DIR/log"
 	run stored
@@ -332,31 +333,31 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 
 @test "a milter that is not there: the default action, logged" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/nothing-here")
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	send_plain
+	assert_equal "$(nth 3)" "$DEFERRED"
 	grep -q 'error="connect: No such file or directory" action=tempfail' "$MS_DIR/log"
 }
 
 @test "a milter that closes mid-message: the default action at the dot" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/close")
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	assert_equal "$(nth 3)" "250 2.1.0 <a@b.example>: Requested mail action okay, completed"
-	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	assert_equal "$(nth 6)" "$DEFERRED"
 	assert_equal "$(ms_new_count)" 0
 	grep -q 'error="closed by the milter"' "$MS_DIR/log"
 }
 
 @test "a milter that sends garbage: the default action, no crash" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/garbage")
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 3)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
+	send_plain
+	assert_equal "$(nth 3)" "$DEFERRED"
 	assert_line "221 2.0.0 $MS_HOST Service closing transmission channel"
 	grep -q 'error="bad reply code"' "$MS_DIR/log"
 }
 
 @test "a milter that fails after some changes: none of them is applied" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/partial" -o milter_default_action=accept)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	assert_line --partial "250 2.0.0 queued as"
 	grep -q 'milter=unix:.*/partial error="closed by the milter" action=accept' "$MS_DIR/log"
 	run stored
@@ -367,25 +368,23 @@ nth() { printf '%s\n' "$output" | ms_nth_reply "$1"; }
 	# tempfail (the default): refused, nothing stored
 	rm -f "$MS_MAILDIR"/new/*
 	MS_OPTS+=(-o milter_default_action=tempfail)
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "451 4.7.1 Requested action aborted: deferred by a content filter, try again later"
-	assert_equal "$(ms_new_count)" 0
+	deferred_at_dot
 }
 
 @test "two milters, in order: the first refusal wins, the second is not asked" {
 	MS_OPTS+=(-o "milters=$ONE $TWO")
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	assert_line --partial "250 2.0.0 queued as"
 	[ -e "$MT_OUT/$TID.one.json" ] && [ -e "$MT_OUT/$TID.two.json" ]
 	rm -f "$MT_OUT/$TID".*
 	send_msg a@b.example bob@example.org 'X-Mode: reject\r\n' 'b\r\n'
-	assert_equal "$(nth 6)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	assert_equal "$(nth 6)" "$REFUSED"
 	[ -e "$MT_OUT/$TID.one.json" ] && [ ! -e "$MT_OUT/$TID.two.json" ]
 }
 
 @test "RSET and a new transaction abort the milter's message" {
 	run smtp_pipe 'EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRSET\r\nMAIL FROM:<reject-mail@b.example>\r\nMAIL FROM:<c@b.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nX-Test-Id: rset\r\n\r\nb\r\n.\r\nQUIT\r\n'
-	assert_equal "$(nth 5)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	assert_equal "$(nth 5)" "$REFUSED"
 	assert_line --partial "250 2.0.0 queued as"
 	TID=rset
 	run seen one 'r["sender"]'
@@ -532,7 +531,7 @@ assert_binary_sizes() {
 
 @test "no-reply milter: its end-of-body change is applied" {
 	MS_OPTS+=(-o "milters=unix:$MT_DIR/nr.sock")
-	send_msg a@b.example bob@example.org 'Subject: x\r\n' 'b\r\n'
+	send_plain
 	run stored
 	assert_output --partial 'X-Noreply: nr'
 }
@@ -541,7 +540,7 @@ assert_binary_sizes() {
 	MS_OPTS+=(-o protocol=lmtp)
 	TID=t$BATS_TEST_NUMBER
 	run smtp_pipe "LHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<reject-rcpt@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\nX-Test-Id: $TID\r\nSubject: x\r\n\r\nb\r\n.\r\nQUIT\r\n"
-	assert_equal "$(nth 5)" "550 5.7.1 Requested action not taken: refused by a content filter"
+	assert_equal "$(nth 5)" "$REFUSED"
 	# Two recipients accepted: two replies after the data, none for the refused one.
 	[[ "$(nth 8)" =~ ^250\ 2\.0\.0\ \<bob@example\.org\>:\ queued\ as\  ]]
 	[[ "$(nth 9)" =~ ^250\ 2\.0\.0\ \<carol@example\.org\>:\ queued\ as\  ]]
