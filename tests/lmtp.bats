@@ -16,28 +16,9 @@ setup() {
 }
 teardown() { rc_teardown; }
 
-LM='LHLO c.example\r\nMAIL FROM:<a@b.example>\r\n'
-BODY='Subject: test\r\n\r\nhello\r\n'
-
-# A message of about $1 octets (72-octet lines).
-body_of() {
-	local n=$1 line
-	line=$(printf 'x%.0s' $(seq 70))
-	printf '%s' 'Subject: big\r\n\r\n'
-	while [ "$n" -gt 0 ]; do
-		printf '%s' "$line"'\r\n'
-		n=$((n - 72))
-	done
-}
-
-# lm_send 'ADDR...' [mailslot args]: LHLO, MAIL, a RCPT for each address,
-# DATA with $BODY, QUIT; the replies after the 354, one a line, in $output.
-lm_send() {
-	local a in=$LM
-	for a in $1; do in+="RCPT TO:<$a>\r\n"; done
-	shift
-	smtp_pipe "${in}DATA\r\n${BODY}.\r\nQUIT\r\n" "$@"
-}
+# rc_send (lib/recipients) opens with LHLO here: LHLO, MAIL, a RCPT for
+# each address, DATA with $RC_BODY, QUIT.
+RC_EHLO_MAIL='LHLO c.example\r\nMAIL FROM:<a@b.example>\r\n'
 
 # The replies between the 354 and the 221, one a line.
 after_data() {
@@ -82,11 +63,11 @@ after_data() {
 
 @test "LMTP: a reply per accepted recipient, in RCPT order; the one over quota has nothing" {
 	rc_mailbox alice bob carol
-	printf '1000S\n0 0\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '0 0'
 	cp "$RC_MB/bob/maildirsize" "$MS_DIR/bob.before"
-	BODY=$(body_of 1500)
+	RC_BODY=$(rc_body_of 1500)
 	# No SIZE=: RCPT cannot know, the commit finds bob over his quota.
-	run lm_send 'alice@example.org nobody@example.org bob@example.org carol@example.org'
+	run rc_send 'alice@example.org nobody@example.org bob@example.org carol@example.org'
 	assert_success
 	run ms_replies <<<"$output"
 	assert_line --index 3 --regexp '^250 2\.1\.5 <alice@example\.org>'
@@ -120,10 +101,10 @@ after_data() {
 
 @test "LMTP: the same transaction under SMTP is refused whole (unchanged)" {
 	rc_mailbox alice bob
-	printf '1000S\n0 0\n' >"$RC_MB/bob/maildirsize"
-	BODY=$(body_of 1500)
+	rc_maildirsize bob 1000S '0 0'
+	RC_BODY=$(rc_body_of 1500)
 	MS_OPTS+=(-o protocol=smtp)
-	RC_BODY=$BODY
+	RC_EHLO_MAIL=${RC_EHLO_MAIL/LHLO/EHLO}
 	run rc_send 'alice@example.org bob@example.org'
 	assert_line --regexp '^552 5\.2\.2 '
 	assert_equal "$(rc_all_new | wc -l)" 0
@@ -132,9 +113,9 @@ after_data() {
 @test "LMTP: a mailbox that became unusable before the commit: 451 for it, the others delivered" {
 	[ "$(id -u)" = 0 ] || skip "needs root: mailslot runs as another account"
 	rc_mailbox alice bob
-	run smtp_exec --send "${LM}RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n" \
+	run smtp_exec --send "${RC_EHLO_MAIL}RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n" \
 	    --wait '<bob@example.org>' --run "chmod 0500 '$RC_MB/bob/new'" \
-	    --send "DATA\r\n${BODY}.\r\nQUIT\r\n" --wait '221 '
+	    --send "DATA\r\n${RC_BODY}.\r\nQUIT\r\n" --wait '221 '
 	chmod 0700 "$RC_MB/bob/new"
 	run after_data
 	assert_line --index 0 --regexp '^250 2\.0\.0 <alice@example\.org>: queued as '
@@ -150,7 +131,7 @@ after_data() {
 	rc_fwd_script
 	echo 1 >"$MS_DIR/fwd.exit"
 	printf 'al: al@remote.example\n' >"$MS_DIR/aliases"
-	run lm_send 'al@example.org bob@example.org' -o "aliases=$MS_DIR/aliases" \
+	run rc_send 'al@example.org bob@example.org' -o "aliases=$MS_DIR/aliases" \
 	    -o "forward_command=$MS_DIR/fwd"
 	run after_data
 	assert_line --index 0 '451 4.3.0 <al@example.org>: forwarding failed: Requested action aborted: local error in processing'
@@ -158,7 +139,7 @@ after_data() {
 	assert_equal "$(rc_new_count bob)" 1
 	# The forward works: 250 for both.
 	echo 0 >"$MS_DIR/fwd.exit"
-	run lm_send 'al@example.org bob@example.org' -o "aliases=$MS_DIR/aliases" \
+	run rc_send 'al@example.org bob@example.org' -o "aliases=$MS_DIR/aliases" \
 	    -o "forward_command=$MS_DIR/fwd"
 	run after_data
 	assert_line --index 0 --regexp '^250 2\.0\.0 <al@example\.org>: queued as '
@@ -167,7 +148,7 @@ after_data() {
 }
 
 @test "LMTP: DATA without an accepted RCPT is 503 (RFC 2033 4.2), not 554" {
-	run smtp_pipe "${LM}RCPT TO:<nobody@example.org>\r\nDATA\r\nQUIT\r\n"
+	run smtp_pipe "${RC_EHLO_MAIL}RCPT TO:<nobody@example.org>\r\nDATA\r\nQUIT\r\n"
 	run ms_replies <<<"$output"
 	assert_line --index 3 --regexp '^550 5\.1\.1 '
 	assert_line --index 4 '503 5.5.1 need RCPT first: Bad sequence of commands'
@@ -176,22 +157,22 @@ after_data() {
 @test "LMTP: refusals of the whole message are given once per recipient" {
 	rc_mailbox alice bob
 	# Too big.
-	BODY=$(body_of 3000)
-	run lm_send 'alice@example.org bob@example.org' -o max_message_size=2000
+	RC_BODY=$(rc_body_of 3000)
+	run rc_send 'alice@example.org bob@example.org' -o max_message_size=2000
 	run after_data
 	assert_output "$(printf '%s\n' \
 	    '552 5.3.4 message size exceeds fixed maximum message size: Requested mail action aborted: exceeded storage allocation' \
 	    '552 5.3.4 message size exceeds fixed maximum message size: Requested mail action aborted: exceeded storage allocation')"
 	# A loop.
-	BODY=$(for i in $(seq 101); do printf 'Received: from x by y; Tue, 01 Dec 2026 12:00:00 +0000\\r\\n'; done; printf '\\r\\nb\\r\\n')
-	run lm_send 'alice@example.org bob@example.org'
+	RC_BODY=$(for i in $(seq 101); do printf 'Received: from x by y; Tue, 01 Dec 2026 12:00:00 +0000\\r\\n'; done; printf '\\r\\nb\\r\\n')
+	run rc_send 'alice@example.org bob@example.org'
 	run after_data
 	assert_output "$(printf '%s\n' \
 	    '554 5.4.6 mail loop: too many Received headers: Transaction failed' \
 	    '554 5.4.6 mail loop: too many Received headers: Transaction failed')"
 	# A bare LF under line_endings=strict.
-	BODY='Subject: x\r\n\r\nbare\nLF\r\n'
-	run lm_send 'alice@example.org bob@example.org' -o line_endings=strict
+	RC_BODY='Subject: x\r\n\r\nbare\nLF\r\n'
+	run rc_send 'alice@example.org bob@example.org' -o line_endings=strict
 	run after_data
 	assert_output "$(printf '%s\n' \
 	    '554 5.6.0 bare CR or LF in message (line_endings=strict): Transaction failed' \
@@ -204,7 +185,7 @@ after_data() {
 	rc_mailbox alice bob carol
 	printf '#!/bin/sh\ncat >/dev/null\necho "no thanks"\nexit 100\n' >"$MS_DIR/filter"
 	chmod 755 "$MS_DIR/filter"
-	run lm_send 'alice@example.org bob@example.org carol@example.org' \
+	run rc_send 'alice@example.org bob@example.org carol@example.org' \
 	    -o "filter_command=$MS_DIR/filter"
 	run after_data
 	assert_equal "${#lines[@]}" 3
@@ -214,7 +195,7 @@ after_data() {
 	assert_equal "$(rc_all_new | wc -l)" 0
 	# A filter that accepts: every recipient delivered, each told so.
 	printf '#!/bin/sh\ncat >/dev/null\nexit 0\n' >"$MS_DIR/filter"
-	run lm_send 'alice@example.org bob@example.org carol@example.org' \
+	run rc_send 'alice@example.org bob@example.org carol@example.org' \
 	    -o "filter_command=$MS_DIR/filter"
 	run after_data
 	assert_line --index 0 --regexp '^250 2\.0\.0 <alice@example\.org>: queued as '
@@ -222,9 +203,9 @@ after_data() {
 	assert_line --index 2 --regexp '^250 2\.0\.0 <carol@example\.org>: queued as '
 	assert_equal "$(rc_all_new | wc -l)" 3
 	# With a filter, the after-data quota path is per recipient as well.
-	printf '1000S\n0 0\n' >"$RC_MB/bob/maildirsize"
-	BODY=$(body_of 1500)
-	run lm_send 'alice@example.org bob@example.org carol@example.org' \
+	rc_maildirsize bob 1000S '0 0'
+	RC_BODY=$(rc_body_of 1500)
+	run rc_send 'alice@example.org bob@example.org carol@example.org' \
 	    -o "filter_command=$MS_DIR/filter"
 	run after_data
 	assert_line --index 0 --regexp '^250 2\.0\.0 <alice@example\.org>: queued as '
@@ -236,9 +217,9 @@ after_data() {
 
 @test "LMTP: BDAT LAST is answered per recipient; the chunks before it once" {
 	rc_mailbox alice bob
-	printf '1000S\n0 0\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '0 0'
 	big=$(printf 'x%.0s' $(seq 1200))
-	run smtp_pipe "${LM}RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nBDAT 17\r\nSubject: bdat\r\n\r\nBDAT 1202 LAST\r\n${big}\r\nQUIT\r\n"
+	run smtp_pipe "${RC_EHLO_MAIL}RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nBDAT 17\r\nSubject: bdat\r\n\r\nBDAT 1202 LAST\r\n${big}\r\nQUIT\r\n"
 	assert_success
 	run ms_replies <<<"$output"
 	assert_line --index 5 '250 2.0.0 17 octets received: Requested mail action okay, completed'
@@ -248,7 +229,7 @@ after_data() {
 	assert_equal "$(rc_new_count alice)" 1
 	assert_equal "$(rc_new_count bob)" 0
 	# A refused last chunk is refused once per recipient.
-	run smtp_pipe "${LM}RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nBDAT 1202 LAST\r\n${big}\r\nQUIT\r\n" -o max_message_size=1000
+	run smtp_pipe "${RC_EHLO_MAIL}RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nBDAT 1202 LAST\r\n${big}\r\nQUIT\r\n" -o max_message_size=1000
 	run ms_replies <<<"$output"
 	assert_line --index 5 --regexp '^552 5\.3\.4 '
 	assert_line --index 6 --regexp '^552 5\.3\.4 '
@@ -257,9 +238,9 @@ after_data() {
 
 @test "LMTP: pipelined, two transactions in one write, every reply in order" {
 	rc_mailbox alice bob
-	printf '1000S\n0 0\n' >"$RC_MB/bob/maildirsize"
-	big=$(body_of 1500)
-	run smtp_pipe "${LM}RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n${big}.\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n${BODY}.\r\nQUIT\r\n"
+	rc_maildirsize bob 1000S '0 0'
+	big=$(rc_body_of 1500)
+	run smtp_pipe "${RC_EHLO_MAIL}RCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n${big}.\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n${RC_BODY}.\r\nQUIT\r\n"
 	run ms_replies <<<"$output"
 	assert_line --index 6 --regexp '^250 2\.0\.0 <alice@example\.org>: queued as '
 	assert_line --index 7 --regexp '^552 5\.2\.2 <bob@example\.org>'
@@ -275,8 +256,8 @@ after_data() {
 @test "swaks --protocol LMTP: per-recipient replies, with and without --pipeline" {
 	command -v swaks >/dev/null || skip "no swaks"
 	rc_mailbox alice bob carol
-	printf '1000S\n0 0\n' >"$RC_MB/bob/maildirsize"
-	body_of 1500 | sed 's/\\r\\n/\n/g' >"$MS_DIR/msg"
+	rc_maildirsize bob 1000S '0 0'
+	rc_body_of 1500 | sed 's/\\r\\n/\n/g' >"$MS_DIR/msg"
 	ms_cmd
 	for p in "" --pipeline; do
 		run swaks --pipe "${MS_CMD[*]}" --protocol LMTP --helo c.example $p \

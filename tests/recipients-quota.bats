@@ -67,18 +67,6 @@ new_size() {
 	echo "${BASH_REMATCH[1]}"
 }
 
-# A message body of about $1 octets, CRLF lines written as printf %b
-# escapes (for RC_BODY).
-body_of() {
-	local n=$1 line
-	line=$(printf 'x%.0s' $(seq 70))
-	printf '%s' 'Subject: big\r\n\r\n'
-	while [ "$n" -gt 0 ]; do
-		printf '%s' "$line"'\r\n'
-		n=$((n - 72))
-	done
-}
-
 # For each "QUOTA|DOVECOT RULE" argument: the same tree as a mailbox and as
 # Dovecot's Maildir; Dovecot delivers one message, mailslot one; mailslot's
 # maildirsize must be Dovecot's but for the last line, which is "<S> 1"
@@ -168,37 +156,37 @@ compare_with_dovecot() {
 
 @test "552 5.2.2 at RCPT when the mailbox is already full, by octets or by count" {
 	rc_mailbox bob carol
-	printf '1000S\n1000 3\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '1000 3'
 	run rc_rcpt bob@example.org
 	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
-	printf '1000S\n999 3\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '999 3'
 	run rc_rcpt bob@example.org
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	# Deletions are negative lines.  Over quota with more than one count
 	# line, the mailbox is counted again: its 1000 octets keep it full.
-	printf '1000S\n800 3\n400 1\n-200 -1\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '800 3' '400 1' '-200 -1'
 	printf 'x\n' >"$RC_MB/bob/new/1700000000.M1P1Q1.h,S=1000,W=1010"
 	run rc_rcpt bob@example.org
 	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
 	assert_equal "$(cat "$RC_MB/bob/maildirsize")" $'1000S\n1000 1'
 	rm "$RC_MB/bob/new/1700000000.M1P1Q1.h,S=1000,W=1010"
-	printf '1000S\n800 3\n400 1\n-201 -1\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '800 3' '400 1' '-201 -1'
 	run rc_rcpt bob@example.org
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
-	printf '0S,5C\n100 5\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 0S,5C '100 5'
 	run rc_rcpt bob@example.org
 	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
-	printf '5C\n100000 4\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 5C '100000 4'
 	run rc_rcpt bob@example.org
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	# SIZE= tells at RCPT what the message will need.
-	printf '1000S\n600 3\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '600 3'
 	run reply_to 'EHLO c.example\r\nMAIL FROM:<a@b.example> SIZE=500\r\n' 'RCPT TO:<bob@example.org>'
 	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
 	run reply_to 'EHLO c.example\r\nMAIL FROM:<a@b.example> SIZE=300\r\n' 'RCPT TO:<bob@example.org>'
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	# A full mailbox does not stop the others.
-	printf '1000S\n1000 3\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '1000 3'
 	run rc_send 'bob@example.org carol@example.org'
 	rc_assert_nth 4 '^552 5\.2\.2 '
 	rc_assert_nth 5 '^250 2\.1\.5 '
@@ -209,9 +197,9 @@ compare_with_dovecot() {
 
 @test "552 5.2.2 at the end of data when the message would go over: refused whole" {
 	rc_mailbox bob carol
-	printf '2000S\n900 3\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 2000S '900 3'
 	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
-	RC_BODY=$(body_of 1500)
+	RC_BODY=$(rc_body_of 1500)
 	run rc_send 'bob@example.org carol@example.org' -o quota=10M
 	assert_success
 	rc_assert_nth 4 '^250 2\.1\.5 '
@@ -231,13 +219,13 @@ compare_with_dovecot() {
 @test "the mailbox's own maildirsize wins over quota, both ways" {
 	rc_mailbox bob carol
 	# Its own is smaller than `quota`: its own refuses.
-	printf '1000S\n0 0\n' >"$RC_MB/bob/maildirsize"
-	RC_BODY=$(body_of 1500)
+	rc_maildirsize bob 1000S '0 0'
+	RC_BODY=$(rc_body_of 1500)
 	run rc_send 'bob@example.org' -o quota=10M
 	assert_line --regexp '^552 5\.2\.2 '
 	assert_equal "$(rc_new_count bob)" 0
 	# Its own is larger than `quota`: its own lets the message in.
-	printf '10485760S\n0 0\n' >"$RC_MB/carol/maildirsize"
+	rc_maildirsize carol 10485760S '0 0'
 	run rc_send 'carol@example.org' -o quota=100
 	assert_line --regexp '^250 2\.0\.0 queued as '
 	rc_new_file carol >/dev/null
@@ -277,10 +265,10 @@ compare_with_dovecot() {
 
 @test "a maildirsize with a number beyond 64 bits is malformed: 451, not 552" {
 	rc_mailbox bob
-	printf '1000S\n99999999999999999999999 1\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '99999999999999999999999 1'
 	run rc_rcpt bob@example.org
 	assert_reply 451 4.3.0 'Requested action aborted: local error in processing'
-	printf '99999999999999999999999S\n0 0\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 99999999999999999999999S '0 0'
 	run rc_rcpt bob@example.org
 	assert_reply 451 4.3.0 'Requested action aborted: local error in processing'
 	# Lines that add up past 2^63 are no better.
@@ -292,7 +280,7 @@ compare_with_dovecot() {
 
 @test "a maildirsize that breaks between RCPT and the end of data: 451, nothing stored" {
 	rc_mailbox bob carol
-	printf '1000000S\n0 0\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000000S '0 0'
 	run smtp_exec --send "${RC_EHLO_MAIL}RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\n" \
 	    --wait '<carol@example.org>' --run "printf 'broken\n' >'$RC_MB/bob/maildirsize'" \
 	    --send "DATA\r\n${RC_BODY}.\r\nQUIT\r\n" --wait '221 '
@@ -332,7 +320,7 @@ sized_maildirsize() {
 
 @test "quota=3000S: emptied by a plain rm, the mailbox takes mail again (recalculated, as Maildir++ says)" {
 	rc_mailbox bob
-	RC_BODY=$(body_of 1100)
+	RC_BODY=$(rc_body_of 1100)
 	run rc_send 'bob@example.org' -o quota=3000S
 	assert_line --regexp '^250 2\.0\.0 queued as '
 	s=$(new_size "$RC_MB/bob")
@@ -368,30 +356,30 @@ sized_maildirsize() {
 @test "recalculated when over quota with more than one count line: the scan's numbers decide" {
 	quota_tree "$RC_MB/bob"		# 1092 octets in 6 messages, Trash and a folder included
 	# One count line, fresh, over: trusted, untouched.
-	printf '2000S\n2000 7\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 2000S '2000 7'
 	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
 	run rc_rcpt bob@example.org
 	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
 	ms_assert_same "$MS_DIR/before" "$RC_MB/bob/maildirsize" 'one count line, fresh'
 	# The same numbers on two lines: counted again, and the count lets it in.
-	printf '2000S\n1000 3\n1000 4\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 2000S '1000 3' '1000 4'
 	run rc_rcpt bob@example.org
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	printf '2000S\n1092 6\n' >"$MS_DIR/want"
 	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" 'after two count lines'
 	# Two lines under quota: nothing to recalculate, nothing written.
-	printf '2000S\n10 1\n10 1\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 2000S '10 1' '10 1'
 	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
 	run rc_rcpt bob@example.org
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	ms_assert_same "$MS_DIR/before" "$RC_MB/bob/maildirsize" 'two lines, under quota'
 	# Counts that add up below zero are wrong whatever the quota: counted again.
-	printf '2000S\n-5 -1\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 2000S '-5 -1'
 	run rc_rcpt bob@example.org
 	assert_reply 250 2.1.5 'Requested mail action okay, completed'
 	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" 'after negative counts'
 	# Over by the file, and still over by the count: 1092 + SIZE=1000 > 2000.
-	printf '2000S\n500 1\n600 1\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 2000S '500 1' '600 1'
 	run reply_to 'EHLO c.example\r\nMAIL FROM:<a@b.example> SIZE=1000\r\n' 'RCPT TO:<bob@example.org>'
 	assert_reply 552 5.2.2 'Requested mail action aborted: exceeded storage allocation'
 	ms_assert_same "$MS_DIR/want" "$RC_MB/bob/maildirsize" 'over after the count'
@@ -401,7 +389,7 @@ sized_maildirsize() {
 @test "recalculated when over quota and maildirsize is 15 minutes old: 14 minutes is not" {
 	rc_mailbox bob
 	printf 'x\n' >"$RC_MB/bob/cur/1700000000.M1P1Q1.h:2,S"	# no S=: its size from stat
-	printf '1000S\n1000 5\n' >"$RC_MB/bob/maildirsize"
+	rc_maildirsize bob 1000S '1000 5'
 	cp "$RC_MB/bob/maildirsize" "$MS_DIR/before"
 	touch -d '14 minutes ago' "$RC_MB/bob/maildirsize"
 	run rc_rcpt bob@example.org

@@ -14,10 +14,14 @@
 #   rc_all_tmp               every file in every tmp/ under $MS_DIR, sorted
 #   rc_rcpt ADDR [args]      the complete reply to RCPT TO:<ADDR> after
 #                            EHLO and MAIL (reply_to)
-#   rc_send 'RCPT...' [args] one transaction over a pipe: EHLO, MAIL FROM
-#                            <a@b.example>, the RCPT TO lines for each
-#                            address in the first argument (blank-separated),
-#                            DATA with $RC_BODY (CRLF lines), QUIT
+#   rc_send 'RCPT...' [args] one transaction over a pipe: $RC_EHLO_MAIL (EHLO,
+#                            MAIL FROM <a@b.example>; a test file may set
+#                            its own), the RCPT TO lines for each address in
+#                            the first argument (blank-separated), DATA with
+#                            $RC_BODY (CRLF lines), QUIT
+#   rc_body_of N             a message of about N octets (72-octet lines), its
+#                            CRLF written as printf %b escapes (for RC_BODY)
+#   rc_maildirsize NAME LINE...  $RC_MB/NAME/maildirsize holds these lines
 #   rc_for_nobody            let the account `nobody` reach $MS_DIR (the bats
 #                            run directory is 0700); skips without it
 #   rc_chown_nobody PATH...  chown -R nobody:<its group>
@@ -107,6 +111,22 @@ rc_send() {
 	done
 	shift
 	smtp_pipe "${in}DATA\r\n${RC_BODY}.\r\nQUIT\r\n" "$@"
+}
+
+rc_body_of() {
+	local n=$1 line
+	line=$(printf 'x%.0s' $(seq 70))
+	printf '%s' 'Subject: big\r\n\r\n'
+	while [ "$n" -gt 0 ]; do
+		printf '%s' "$line"'\r\n'
+		n=$((n - 72))
+	done
+}
+
+rc_maildirsize() {
+	local n=$1
+	shift
+	printf '%s\n' "$@" >"$RC_MB/$n/maildirsize"
 }
 
 rc_for_nobody() {
