@@ -52,6 +52,13 @@ assert_closed_silently() {
 	wait_log "event=proxy error=\"$1\" proxy=127.0.0.1"
 }
 
+# header_refused SEND REASON: a client that sends SEND and waits for the
+# greeting is closed with nothing said, REASON logged.
+header_refused() {
+	run smtp_sock --send "$1" --wait '220 '
+	assert_closed_silently "$2"
+}
+
 # The child writes its log after the client saw the close: wait for it (bounded).
 wait_log() {
 	local i
@@ -169,8 +176,7 @@ wait_log() {
 	assert_line --regexp '^250 2\.0\.0 queued as '
 	run received
 	assert_output --regexp '\[192\.0\.2\.7\]'
-	run smtp_sock --send "${V2SIG}"'\x21\x11\x04\x01\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19'"${tlv}x" --wait '220 '
-	assert_closed_silently 'v2 header declares more than 1024 octets'
+	header_refused "${V2SIG}"'\x21\x11\x04\x01\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19'"${tlv}x" 'v2 header declares more than 1024 octets'
 }
 
 @test "truncated, late, missing and malformed headers: closed with nothing said, each logged" {
@@ -183,31 +189,19 @@ wait_log() {
 	# Nothing within proxy_timeout (1 s); the client would wait 10 s.
 	run smtp_sock --wait '220 '
 	assert_closed_silently 'no header within proxy_timeout'
-	run smtp_sock --send 'PROXY TCP4 192.0.2.7' --wait '220 '
-	assert_closed_silently 'header incomplete at proxy_timeout'
+	header_refused 'PROXY TCP4 192.0.2.7' 'header incomplete at proxy_timeout'
 	# A client that speaks first, as to any SMTP server.
-	run smtp_sock --send 'EHLO c.example\r\n' --wait '220 '
-	assert_closed_silently 'no PROXY header'
-	run smtp_sock --send 'PROXY TCP4 192.0.2.7 198.51.100.1 5555 25\n' --wait '220 '
-	assert_closed_silently 'v1 line not ended by CRLF'
-	run smtp_sock --send 'PROXY TCP4 192.0.2.07 198.51.100.1 5555 25\r\n' --wait '220 '
-	assert_closed_silently 'v1 address is not of its family'
-	run smtp_sock --send 'PROXY TCP4 2001:db8::1 198.51.100.1 5555 25\r\n' --wait '220 '
-	assert_closed_silently 'v1 address is not of its family'
-	run smtp_sock --send 'PROXY TCP4 192.0.2.7 198.51.100.1 05555 25\r\n' --wait '220 '
-	assert_closed_silently 'v1 port is not 0..65535'
-	run smtp_sock --send 'PROXY TCP4 192.0.2.7 198.51.100.1 65536 25\r\n' --wait '220 '
-	assert_closed_silently 'v1 port is not 0..65535'
-	run smtp_sock --send 'PROXY UDP4 192.0.2.7 198.51.100.1 5555 25\r\n' --wait '220 '
-	assert_closed_silently 'v1 protocol is not TCP4, TCP6 or UNKNOWN'
-	run smtp_sock --send "${V2SIG}"'\x31\x11\x00\x0c\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19' --wait '220 '
-	assert_closed_silently 'v2 version is not 2'
-	run smtp_sock --send "${V2SIG}"'\x22\x11\x00\x0c\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19' --wait '220 '
-	assert_closed_silently 'v2 command is neither LOCAL nor PROXY'
-	run smtp_sock --send "${V2SIG}"'\x21\x41\x00\x0c\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19' --wait '220 '
-	assert_closed_silently 'v2 family or protocol unknown'
-	run smtp_sock --send "${V2SIG}"'\x21\x21\x00\x0c\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19' --wait '220 '
-	assert_closed_silently 'v2 address block too short for its family'
+	header_refused 'EHLO c.example\r\n' 'no PROXY header'
+	header_refused 'PROXY TCP4 192.0.2.7 198.51.100.1 5555 25\n' 'v1 line not ended by CRLF'
+	header_refused 'PROXY TCP4 192.0.2.07 198.51.100.1 5555 25\r\n' 'v1 address is not of its family'
+	header_refused 'PROXY TCP4 2001:db8::1 198.51.100.1 5555 25\r\n' 'v1 address is not of its family'
+	header_refused 'PROXY TCP4 192.0.2.7 198.51.100.1 05555 25\r\n' 'v1 port is not 0..65535'
+	header_refused 'PROXY TCP4 192.0.2.7 198.51.100.1 65536 25\r\n' 'v1 port is not 0..65535'
+	header_refused 'PROXY UDP4 192.0.2.7 198.51.100.1 5555 25\r\n' 'v1 protocol is not TCP4, TCP6 or UNKNOWN'
+	header_refused "${V2SIG}"'\x31\x11\x00\x0c\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19' 'v2 version is not 2'
+	header_refused "${V2SIG}"'\x22\x11\x00\x0c\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19' 'v2 command is neither LOCAL nor PROXY'
+	header_refused "${V2SIG}"'\x21\x41\x00\x0c\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19' 'v2 family or protocol unknown'
+	header_refused "${V2SIG}"'\x21\x21\x00\x0c\xc0\x00\x02\x07\xc6\x33\x64\x01\x15\xb3\x00\x19' 'v2 address block too short for its family'
 	[ "$(ms_new_count)" = 0 ]
 }
 
@@ -273,8 +267,7 @@ wait_log() {
 	assert_line --regexp '^250 2\.0\.0 queued as '
 	run received
 	assert_output --regexp '\[192\.0\.2\.7\]'
-	run smtp_sock --send 'HELO x\r\n' --wait '220 '
-	assert_closed_silently 'no PROXY header'
+	header_refused 'HELO x\r\n' 'no PROXY header'
 }
 
 @test "proxy_from: bad words are named by -t; IPv4 entries match IPv4-mapped peers; -t lists both keys" {
