@@ -92,50 +92,43 @@ def pymilter(kind, name, sock, outdir):
                     return Milter.ACCEPT
             return Milter.CONTINUE
 
+        def verdict(self, word, custom=None):
+            # reject, tempfail, discard and accept as they say; custom: the
+            # reply CUSTOM (code first), refused or deferred as its code
+            # says; None: CONTINUE.
+            if word == 'custom':
+                self.setreply(*custom)
+                return Milter.REJECT if custom[0].startswith('5') else Milter.TEMPFAIL
+            return {None: Milter.CONTINUE, 'reject': Milter.REJECT,
+                    'tempfail': Milter.TEMPFAIL, 'discard': Milter.DISCARD,
+                    'accept': Milter.ACCEPT}[word]
+
+        def decide(self, value, suffix, words, custom=None):
+            # The scripted milter's verdict when VALUE is WORD + SUFFIX, WORD
+            # one of WORDS; otherwise, and for the other kinds, CONTINUE.
+            word = value[:-len(suffix)] if value.endswith(suffix) else None
+            if kind != 'scripted' or word not in words:
+                word = None
+            return self.verdict(word, custom)
+
         def hello(self, helo):
             self.keep('helo')
-            if kind != 'scripted':
-                return Milter.CONTINUE
-            if helo == 'reject.example':
-                return Milter.REJECT
-            if helo == 'tempfail.example':
-                return Milter.TEMPFAIL
-            if helo == 'custom.example':
-                self.setreply('554', '5.7.0', 'first line', 'go away')
-                return Milter.REJECT
-            return Milter.CONTINUE
+            return self.decide(helo, '.example', ('reject', 'tempfail', 'custom'),
+                               ('554', '5.7.0', 'first line', 'go away'))
 
         def envfrom(self, f, *args):
             self.keep('mail')
             self.sender = f
             self.rcpts = []
-            if kind != 'scripted':
-                return Milter.CONTINUE
-            lp = f.strip('<>').split('@')[0]
-            if lp == 'reject-mail':
-                return Milter.REJECT
-            if lp == 'tempfail-mail':
-                return Milter.TEMPFAIL
-            if lp == 'custom-mail':
-                self.setreply('451', '4.7.2', 'come back', 'much later')
-                return Milter.TEMPFAIL
-            if lp == 'discard-mail':
-                return Milter.DISCARD
-            if lp == 'accept-mail':
-                return Milter.ACCEPT
-            return Milter.CONTINUE
+            return self.decide(f.strip('<>').split('@')[0], '-mail',
+                               ('reject', 'tempfail', 'custom', 'discard', 'accept'),
+                               ('451', '4.7.2', 'come back', 'much later'))
 
         def envrcpt(self, to, *args):
             self.keep('rcpt')
             self.rcpts.append(to)
-            if kind != 'scripted':
-                return Milter.CONTINUE
-            lp = to.strip('<>').split('@')[0]
-            if lp == 'reject-rcpt':
-                return Milter.REJECT
-            if lp == 'tempfail-rcpt':
-                return Milter.TEMPFAIL
-            return Milter.CONTINUE
+            return self.decide(to.strip('<>').split('@')[0], '-rcpt',
+                               ('reject', 'tempfail'))
 
         def data(self):
             self.keep('data')
@@ -198,18 +191,9 @@ def pymilter(kind, name, sock, outdir):
                 self.chgfrom('<new-sender@example.net>')
             if 'quarantine' in m:
                 self.quarantine('looks like spam')
-            if 'reject' in m:
-                return Milter.REJECT
-            if 'tempfail' in m:
-                return Milter.TEMPFAIL
-            if 'custom' in m:
-                self.setreply('550', '5.7.9', 'not this one', 'nor any other')
-                return Milter.REJECT
-            if 'discard' in m:
-                return Milter.DISCARD
-            if 'accept' in m:
-                return Milter.ACCEPT
-            return Milter.CONTINUE
+            return self.verdict(next((w for w in ('reject', 'tempfail', 'custom', 'discard', 'accept')
+                                      if w in m), None),
+                                ('550', '5.7.9', 'not this one', 'nor any other'))
 
     class Noreply(Scripted):
         # Milter.Base.negotiate with pymilter 1.0.5 hands setsymlist bytes,
