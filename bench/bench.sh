@@ -52,13 +52,16 @@ work=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/mailslot-bench.XXXXXX")
 # A copy: a rebuild of src/mailslot during the run must not change what runs.
 cp "$MAILSLOT" "$work/mailslot.bin"
 MAILSLOT=$work/mailslot.bin
-lpid=
+lpid= hpid= mpid=
+# Stop a process this script started in the background ($1: its PID, or
+# nothing when there is none).
+bgstop() {
+	[ -z "${1:-}" ] || { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+}
 cleanup() {
-	[ -z "${hpid:-}" ] || { kill "$hpid" 2>/dev/null || true; wait "$hpid" 2>/dev/null || true; }
-	if [ -n "$lpid" ]; then
-		kill "$lpid" 2>/dev/null || true
-		wait "$lpid" 2>/dev/null || true
-	fi
+	bgstop "$hpid"	# HAProxy, (v)
+	bgstop "$mpid"	# the no-op milter, (vi)
+	bgstop "$lpid"
 	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -107,9 +110,7 @@ launch() {
 			sleep 0.05
 			_i=$((_i + 1))
 		done
-		kill "$lpid" 2>/dev/null || true
-		wait "$lpid" 2>/dev/null || true
-		lpid=
+		stop
 		tries=$((tries + 1))
 		if [ $tries -ge 10 ]; then
 			say "cannot start $LAUNCH:"
@@ -119,11 +120,7 @@ launch() {
 	done
 }
 
-stop() {
-	kill "$lpid" 2>/dev/null || true
-	wait "$lpid" 2>/dev/null || true
-	lpid=
-}
+stop() { bgstop "$lpid"; lpid=; }
 
 # The load of workload $1: smtpload arguments.
 load_args() {
@@ -238,14 +235,7 @@ done
 # (v) workload (ii) through HAProxy (send-proxy-v2, proxy_from) against the
 # same mailslot reached directly, interleaved: the balancer's cost per
 # message (tests/proxy-haproxy.bats runs the same layout for correctness).
-hpid=
-hstop() {
-	if [ -n "$hpid" ]; then
-		kill "$hpid" 2>/dev/null || true
-		wait "$hpid" 2>/dev/null || true
-		hpid=
-	fi
-}
+hstop() { bgstop "$hpid"; hpid=; }
 run_px() {
 	_how=$1 _tag=$2
 	dir=$work/runs/v.$_how.$_tag
@@ -317,14 +307,7 @@ fi
 # (vi) workload (i) through one milter that accepts everything (bench/noopmilter,
 # every step a round trip) against the same mailslot without milters,
 # interleaved: what the milter protocol costs per message.
-mpid=
-mstop() {
-	if [ -n "$mpid" ]; then
-		kill "$mpid" 2>/dev/null || true
-		wait "$mpid" 2>/dev/null || true
-		mpid=
-	fi
-}
+mstop() { bgstop "$mpid"; mpid=; }
 run_mt() {
 	_how=$1 _tag=$2
 	dir=$work/runs/vi.$_how.$_tag
